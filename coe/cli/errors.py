@@ -1,0 +1,28 @@
+"""Turn the errors a user can fix into one readable line and a non-zero exit, not a traceback."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from coe.config import ConfigError
+    from coe.models.bundled import ModelPackageMissing
+    from coe.models.resolve import CheckpointError
+
+    return (ConfigError, ModelPackageMissing, CheckpointError)
+
+
+@contextlib.contextmanager
+def fail_cleanly() -> Iterator[None]:
+    try:
+        yield
+    except _user_errors() as err:
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+        raise typer.Exit(code=2) from None

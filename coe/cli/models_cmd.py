@@ -1,0 +1,74 @@
+"""`coe models list|prepare`: what experts a config names, and getting their weights ready."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coe.cli.errors import fail_cleanly
+
+models_app = typer.Typer(help="List and prepare the experts' weights.", no_args_is_help=True)
+console = Console()
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", "-c", help="coe.yaml (default: bundled).")]
+CacheOption = Annotated[
+    Optional[Path], typer.Option("--cache-dir", help="Prepared-model folder (default: COE_CACHE_DIR or ~/.cache/coe/models).")
+]
+
+
+def _human(n: int | None, unit: str = "") -> str:
+    if n is None:
+        return "-"
+    for suffix in ("", "K", "M", "G", "T"):
+        if abs(n) < 1000 or suffix == "T":
+            return f"{n:.0f}{suffix}{unit}" if suffix == "" else f"{n:.1f}{suffix}{unit}"
+        n /= 1000
+    return str(n)
+
+
+@models_app.command("list")
+def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> None:
+    """Show each expert: kind, parameters, size on disk, tier and where it lives."""
+    with fail_cleanly():
+        from coe.config import load_config
+        from coe.models.inspect import checkpoint_stats, expert_folder
+
+        cfg = load_config(config)
+        cache = cache_dir or cfg.model_cache_dir
+        table = Table(title="CoE experts")
+        for column in ("expert", "kind", "architecture", "params", "size", "tier", "location"):
+            table.add_column(column)
+        for expert in cfg.experts:
+            if expert.remote is not None:
+                where = expert.remote.api_base or "provider default"
+                table.add_row(expert.id, "remote (LiteLLM)", expert.remote.model, "-", "-", "remote", where)
+                continue
+            stats = checkpoint_stats(expert_folder(expert, cache))
+            kind = "base (completion)" if expert.prompt_format.value == "completion" else "chat"
+            tier = "cold (on disk)" if stats.path else "not prepared"
+            location = str(stats.path) if stats.path else f"run: coe models prepare ({expert.weights})"
+            table.add_row(
+                expert.id, kind, stats.architecture or expert.architecture or "-",
+                _human(stats.num_params), _human(stats.size_bytes, "B"), tier, location,
+            )
+        console.print(table)
+        console.print("tiers: hot = in a running engine (while `coe serve` runs), cold = on disk, remote = hosted API")
+
+
+@models_app.command("prepare")
+def prepare_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> None:
+    """Convert bundled GGUF models to vLLM-loadable safetensors, once (checksummed; reruns skip)."""
+    with fail_cleanly():
+        from coe.config import load_config
+        from coe.models.resolve import resolve_checkpoint
+
+        cfg = load_config(config)
+        cache = cache_dir or cfg.model_cache_dir
+        for expert in cfg.experts:
+            if expert.remote is None:
+                path = resolve_checkpoint(expert, cache, progress=lambda m: console.print(f"  {m}"))
+                console.print(f"[green]ok[/] {expert.id}: {path}")

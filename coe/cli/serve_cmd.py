@@ -1,0 +1,38 @@
+"""`coe serve`: prepare the local experts' weights, then run the Serve application."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from coe.config import load_config
+from coe.models.resolve import resolve_checkpoint
+
+console = Console(stderr=True)
+
+
+def run_serve(config_path: Path | None, host: str | None, port: int | None) -> None:
+    config = load_config(config_path)
+    if host is not None:
+        config.server.host = host
+    if port is not None:
+        config.server.port = port
+    checkpoints = {}
+    for expert in config.experts:
+        if expert.remote is None:
+            with console.status(f"preparing weights of {expert.id}"):
+                checkpoints[expert.id] = resolve_checkpoint(expert, config.model_cache_dir)
+            console.print(f"[green]ready[/] {expert.id}: {checkpoints[expert.id]}")
+    local = len(checkpoints)
+    console.print(f"starting Ray Serve with {local} local engine(s); on a 2-core CPU this takes 1-2 minutes")
+
+    from coe.serve.runner import serve_forever
+
+    def announce(message: str) -> None:
+        if message.startswith("http"):
+            console.print(f"[bold green]CoE is serving at {message}/v1[/]  (Ctrl-C to stop)")
+        else:
+            console.print(message)
+
+    serve_forever(config, checkpoints, on_ready=announce)

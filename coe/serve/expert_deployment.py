@@ -1,0 +1,42 @@
+"""The Ray Serve deployment that hosts one local expert engine.
+
+It is a thin shell over `VLLMBackend`: Serve gives it a process, a queue (`max_ongoing_requests`) and
+health checks (Serve calls `check_health` on its own schedule and restarts a replica whose engine
+died); all serving logic stays in the backend so it can be tested and reused without Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from coe.config import ExpertConfig
+from coe.experts.vllm_backend import VLLMBackend
+from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
+
+
+class ExpertDeployment:
+    async def __init__(self, expert: ExpertConfig, checkpoint: str) -> None:
+        self.expert_id = expert.id
+        self.backend = VLLMBackend(
+            checkpoint=Path(checkpoint),
+            options=expert.engine,
+            prompt_format=expert.prompt_format,
+            served_name=expert.id,
+        )
+        await self.backend.start()
+
+    async def chat(self, request: GenerationRequest) -> GenerationResult:
+        return await self.backend.chat(request)
+
+    async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        async for delta in self.backend.chat_stream(request):
+            yield delta
+
+    async def check_health(self) -> None:
+        await self.backend.check_health()
+
+    def __del__(self) -> None:
+        # Serve calls this on replica shutdown and garbage collection may call it again: close() is
+        # idempotent. Shutting the engine down explicitly avoids vLLM's noisy interpreter-exit path.
+        self.backend.close()

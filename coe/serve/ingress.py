@@ -1,0 +1,30 @@
+"""The ingress deployment: the FastAPI front door, holding one client per expert.
+
+The app is built after the constructor (`__serve_build_asgi_app__`), so the routes get their state
+from `app.state` rather than from module globals, and the same `build_app` runs outside Ray in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coe.api.app import build_app
+from coe.api.state import ApiState
+from coe.config import CoEConfig
+from coe.experts.base import ExpertBackend, ExpertInfo
+from coe.experts.litellm_backend import LiteLLMBackend
+from coe.serve.handle_client import ServeHandleClient
+
+
+class Ingress:
+    def __init__(self, config: CoEConfig, infos: list[ExpertInfo], handles: dict[str, Any]) -> None:
+        experts: dict[str, ExpertBackend] = {}
+        for expert in config.experts:
+            if expert.remote is not None:
+                experts[expert.id] = LiteLLMBackend(expert.id, expert.remote)
+            else:
+                experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id])
+        self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos})
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return build_app(self.state)

@@ -1,0 +1,65 @@
+"""Run a CoE application on an in-process local Ray: no cluster to start, no dashboard.
+
+Stopping (Ctrl-C or SIGTERM) shuts Serve and the engines down cleanly so no engine process is left
+behind holding memory; requests in flight get Serve's graceful-shutdown window to finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from coe.config import CoEConfig
+from coe.serve.app_builder import build_application, required_cpus
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "coe"
+
+
+def quiet_ray_env() -> None:
+    """Ray and LiteLLM phone home by default; this machine (and many clusters) has no internet."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+def start_local_ray(config: CoEConfig) -> None:
+    import ray
+
+    cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(config)))
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
+
+
+def serve_forever(
+    config: CoEConfig,
+    checkpoints: dict[str, Path],
+    on_ready: Callable[[str], None] = print,
+) -> None:
+    quiet_ray_env()
+    import ray
+    from ray import serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    start_local_ray(config)
+    try:
+        serve.start(http_options={"host": config.server.host, "port": config.server.port})
+        app = build_application(config, checkpoints)
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        on_ready(f"http://{config.server.host}:{config.server.port}")
+        while not stop.is_set():
+            time.sleep(0.5)
+    finally:
+        on_ready("shutting down")
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()

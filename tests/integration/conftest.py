@@ -1,0 +1,78 @@
+"""One real CoE service per test session: two bundled vLLM experts plus a remote (LiteLLM) expert.
+
+Booting engines costs over a minute on 2 cores, so the server is session-scoped. The remote expert
+points LiteLLM at this same service's OpenAI endpoint: a real OpenAI-compatible server on loopback,
+serving a real vLLM engine, so the remote path is tested without a paid API or a third engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.server import CoEServer, free_port
+
+SMOL = "smollm2-135m-instruct"
+GEMMA = "gemma3-270m"
+REMOTE = "remote-smollm2"
+
+
+def service_config(port: int) -> dict:
+    return {
+        "experts": [
+            {
+                "id": SMOL,
+                "weights": f"bundled:{SMOL}",
+                "architecture": "LlamaForCausalLM",
+                "prompt_format": "chat",
+                "engine": {"cpu_bind": "0", "max_model_len": 1024},
+            },
+            {
+                "id": GEMMA,
+                "weights": f"bundled:{GEMMA}",
+                "architecture": "Gemma3ForCausalLM",
+                "prompt_format": "completion",
+                "engine": {"cpu_bind": "1", "max_model_len": 1024},
+            },
+            {
+                "id": REMOTE,
+                "description": "SmolLM2 reached over HTTP through LiteLLM (this service's own endpoint)",
+                "remote": {"model": f"openai/{SMOL}", "api_base": f"http://127.0.0.1:{port}/v1"},
+            },
+        ],
+        "server": {"max_request_bytes": 200_000},
+    }
+
+
+@pytest.fixture(scope="session")
+def service_config_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    port = free_port()
+    path = tmp_path_factory.mktemp("coe") / "coe.yaml"
+    path.write_text(yaml.safe_dump(service_config(port)))
+    return path, port
+
+
+@pytest.fixture(scope="session")
+def coe_server(service_config_path: tuple[Path, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoEServer]:
+    path, port = service_config_path
+    log = tmp_path_factory.mktemp("logs") / "coe-serve.log"
+    server = CoEServer(path, port, log).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(coe_server: CoEServer) -> str:
+    return f"{coe_server.url}/v1"
+
+
+@pytest.fixture(scope="session")
+def client(base_url: str):
+    from openai import OpenAI
+
+    return OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=300)

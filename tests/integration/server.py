@@ -1,0 +1,78 @@
+"""Start a real `coe serve` in a subprocess on a free port and stop it by process group.
+
+Like vLLM's RemoteOpenAIServer: the service under test is the real thing (Ray Serve + vLLM engines),
+started the way a user starts it, and polled until healthy. Nothing here kills processes by name.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class CoEServer:
+    def __init__(self, config_path: Path, port: int, log_path: Path, boot_timeout_s: float = 600) -> None:
+        self.config_path = config_path
+        self.port = port
+        self.log_path = log_path
+        self.boot_timeout_s = boot_timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "CoEServer":
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "coe.cli.main", "serve", "--config", str(self.config_path), "--port", str(self.port)]
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        self._wait_healthy()
+        return self
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + self.boot_timeout_s
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"coe serve exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        self.stop()
+        raise TimeoutError(f"coe serve not healthy after {self.boot_timeout_s}s:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pgid = os.getpgid(self.proc.pid)
+        self.proc.send_signal(signal.SIGINT)  # clean shutdown: Serve, engines, then Ray
+        try:
+            self.proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pass
+        # Ray's own daemons (gcs, raylet, workers) were started in this process group.
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,117 @@
+"""The chat endpoint against real vLLM experts in Ray Serve, through the official openai SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.integration.conftest import GEMMA, REMOTE, SMOL
+
+CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_models_lists_every_expert(client) -> None:
+    models = {m.id: m for m in client.models.list().data}
+    assert set(models) == {SMOL, GEMMA, REMOTE}
+    extra = {mid: m.model_extra["coe"] for mid, m in models.items()}
+    assert extra[SMOL]["kind"] == "local" and not extra[SMOL]["is_base_model"]
+    assert extra[GEMMA]["is_base_model"]
+    assert extra[REMOTE]["kind"] == "remote"
+
+
+@pytest.mark.parametrize("expert", [SMOL, GEMMA])
+def test_each_bundled_expert_answers_sensibly(client, expert: str) -> None:
+    reply = client.chat.completions.create(model=expert, messages=CAPITAL, temperature=0, max_tokens=24)
+    text = reply.choices[0].message.content
+    assert "Paris" in text, text
+    assert reply.model == expert
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert reply.usage.prompt_tokens > 5 and 0 < reply.usage.completion_tokens <= 24
+
+
+@pytest.mark.parametrize("expert", [SMOL, GEMMA, REMOTE])
+def test_stream_equals_non_stream(client, expert: str) -> None:
+    kwargs = dict(model=expert, messages=CAPITAL, temperature=0, max_tokens=24)
+    whole = client.chat.completions.create(**kwargs)
+    chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert text == whole.choices[0].message.content
+    assert finishes == [whole.choices[0].finish_reason]
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_sse_wire_format(base_url: str) -> None:
+    body = {"model": SMOL, "messages": CAPITAL, "max_tokens": 8, "temperature": 0, "stream": True}
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=120) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/event-stream")
+        assert resp.headers["x-coe-expert"] == SMOL
+        events = [line[len("data: ") :] for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    last = json.loads(events[-2])
+    assert last["choices"][0]["finish_reason"] in ("stop", "length")
+    assert last["usage"]["total_tokens"] == last["usage"]["prompt_tokens"] + last["usage"]["completion_tokens"]
+
+
+CONVERSATIONS = [
+    CAPITAL,
+    [{"role": "system", "content": "You are a terse assistant."}, {"role": "user", "content": "Name three primary colours."}],
+    [
+        {"role": "user", "content": "What is 2 + 2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "And times three?"},
+    ],
+]
+
+
+def direct_engine_outputs(checkpoint: str, prompt_format: str, cpu_bind: str) -> list[str]:
+    job = {
+        "checkpoint": checkpoint,
+        "prompt_format": prompt_format,
+        "max_model_len": 1024,
+        "max_tokens": 32,
+        "conversations": CONVERSATIONS,
+        # Same thread count as the served engine: a different OpenMP split changes float sums.
+        "env": {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": cpu_bind},
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.integration.direct_engine"],
+        input=json.dumps(job), capture_output=True, text=True, timeout=600, env={**os.environ},
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("COE-JSON ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    return json.loads(lines[-1][len("COE-JSON ") :])
+
+
+@pytest.mark.parametrize(("expert", "fmt", "cpu_bind"), [(SMOL, "chat", "0"), (GEMMA, "completion", "1")])
+def test_greedy_text_equals_direct_engine(client, expert: str, fmt: str, cpu_bind: str) -> None:
+    location = client.models.retrieve(expert).model_extra["coe"]["location"]
+    served = [
+        client.chat.completions.create(model=expert, messages=conv, temperature=0, max_tokens=32).choices[0].message.content
+        for conv in CONVERSATIONS
+    ]
+    assert served == direct_engine_outputs(location, fmt, cpu_bind)
+
+
+def test_remote_expert_through_litellm_matches_local(client) -> None:
+    kwargs = dict(messages=CAPITAL, temperature=0, max_tokens=24)
+    local = client.chat.completions.create(model=SMOL, **kwargs).choices[0].message.content
+    remote = client.chat.completions.create(model=REMOTE, **kwargs)
+    assert remote.choices[0].message.content == local
+    assert remote.usage.completion_tokens > 0
+
+
+def test_litellm_client_talks_to_coe(base_url: str) -> None:
+    import litellm
+
+    kwargs = dict(model=f"openai/{SMOL}", api_base=base_url, api_key="unused", messages=CAPITAL, temperature=0, max_tokens=24)
+    whole = litellm.completion(**kwargs)
+    assert "Paris" in whole.choices[0].message.content
+    streamed = "".join(c.choices[0].delta.content or "" for c in litellm.completion(stream=True, **kwargs))
+    assert streamed == whole.choices[0].message.content

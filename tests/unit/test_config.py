@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coe.config import ConfigError, PromptFormat, load_config, parse_config
+
+
+def test_default_config_ships_both_bundled_experts() -> None:
+    config = load_config()
+    ids = [e.id for e in config.experts]
+    assert ids == ["smollm2-135m-instruct", "gemma3-270m"]
+    assert config.experts[1].prompt_format is PromptFormat.completion
+    assert config.experts[0].bundled_name == "smollm2-135m-instruct"
+
+
+def _error(data: object) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, "test.yaml")
+    return str(info.value)
+
+
+def test_mistakes_are_reported_by_field() -> None:
+    message = _error({"experts": [{"id": "a", "weights": "/x", "engine": {"max_model_len": 1, "dtyp": "x"}}]})
+    assert "experts.0.engine.max_model_len" in message
+    assert "experts.0.engine.dtyp" in message  # unknown keys are errors, not silently ignored
+
+
+def test_expert_needs_exactly_one_source() -> None:
+    assert "exactly one" in _error({"experts": [{"id": "a"}]})
+    both = {"id": "a", "weights": "/x", "remote": {"model": "openai/x"}}
+    assert "exactly one" in _error({"experts": [both]})
+
+
+def test_duplicate_and_reserved_ids() -> None:
+    assert "appears twice" in _error({"experts": [{"id": "a", "weights": "/x"}, {"id": "a", "weights": "/y"}]})
+    assert "reserved" in _error({"experts": [{"id": "coe", "weights": "/x"}]})
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experts: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.yaml")
+    assert "mapping" in _error(["a list"])
+
+
+def test_remote_key_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = parse_config({"experts": [{"id": "r", "remote": {"model": "openai/x", "api_key_env": "MY_KEY"}}]})
+    monkeypatch.setenv("MY_KEY", "secret")
+    assert config.experts[0].remote.api_key() == "secret"
