@@ -116,11 +116,21 @@ class ServerConfig(StrictModel):
     )
 
 
+class RouterConfig(StrictModel):
+    """Automatic routing for `model="coe"`: a router artifact written by `coe train-router`."""
+
+    artifact: Path = Field(..., description="Folder of a trained router (holds router.json).")
+    switch_confidence: float = Field(
+        0.8, ge=0, le=1, description="Confidence a follow-up turn needs to move a conversation to another expert."
+    )
+
+
 class CoEConfig(StrictModel):
     """The whole deployment: which experts exist and how they are served."""
 
     experts: list[ExpertConfig] = Field(..., min_length=1)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    router: RouterConfig | None = Field(None, description="Without it, `model=\"coe\"` answers 404.")
     model_cache_dir: Path | None = Field(
         None, description="Where bundled models are prepared (default: COE_CACHE_DIR or ~/.cache/coe)."
     )

@@ -19,6 +19,8 @@ from coe.api.errors import validation_to_error
 from coe.api.state import ApiState
 from coe.errors import CoEError, InvalidRequest, ModelNotFound
 from coe.experts.base import ExpertBackend
+from coe.routing.knobs import is_routing_model
+from coe.routing.router import RoutingDecision
 from coe.protocol import (
     ChatCompletionRequest,
     CompletionIds,
@@ -29,9 +31,6 @@ from coe.protocol import (
 )
 
 log = logging.getLogger(__name__)
-
-ROUTING_MODELS = ("coe",)
-
 
 def parse_request(raw: bytes) -> ChatCompletionRequest:
     try:
@@ -47,17 +46,36 @@ def parse_request(raw: bytes) -> ChatCompletionRequest:
 
 
 def resolve_expert(state: ApiState, model: str) -> ExpertBackend:
-    if model in ROUTING_MODELS or model.startswith("coe:"):
-        raise ModelNotFound(
-            f"automatic routing (model '{model}') is not enabled on this server yet; "
-            f"name an expert instead: {', '.join(sorted(state.experts))}"
-        )
     expert = state.experts.get(model)
     if expert is None:
         raise ModelNotFound(
             f"unknown model '{model}'; this server has: {', '.join(sorted(state.experts))}"
+            + (" and 'coe' (automatic routing)" if state.router else "")
         )
     return expert
+
+
+async def choose_expert(
+    state: ApiState, req: ChatCompletionRequest, messages: tuple[dict[str, str], ...], conversation_id: str | None
+) -> tuple[str, RoutingDecision | None]:
+    if not is_routing_model(req.model):
+        return req.model, None
+    if state.router is None:
+        raise ModelNotFound(
+            f"automatic routing (model '{req.model}') needs a trained router: run `coe train-router` and set "
+            f"router.artifact in coe.yaml; or name an expert: {', '.join(sorted(state.experts))}"
+        )
+    decision = await state.router.route(messages, req.model, conversation_id)
+    return decision.expert, decision
+
+
+def routing_headers(expert_id: str, decision: RoutingDecision | None) -> dict[str, str]:
+    headers = {"x-coe-expert": expert_id}
+    if decision is not None:
+        headers["x-coe-category"] = decision.category
+        headers["x-coe-confidence"] = f"{decision.confidence:.4f}"
+        headers["x-coe-fallback"] = str(decision.fallback).lower()
+    return headers
 
 
 def _sse(payload: dict | str) -> bytes:
@@ -65,20 +83,24 @@ def _sse(payload: dict | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
-async def complete(state: ApiState, req: ChatCompletionRequest) -> JSONResponse | StreamingResponse:
-    expert = resolve_expert(state, req.model)
+async def complete(
+    state: ApiState, req: ChatCompletionRequest, conversation_id: str | None = None
+) -> JSONResponse | StreamingResponse:
     generation = GenerationRequest.from_wire(req, request_id=f"coe-{uuid.uuid4().hex}")
-    ids = CompletionIds(model=req.model)
-    headers = {"x-coe-expert": req.model}
+    expert_id, decision = await choose_expert(state, req, generation.messages, conversation_id)
+    expert = resolve_expert(state, expert_id)
+    ids = CompletionIds(model=expert_id)
+    headers = routing_headers(expert_id, decision)
+    metadata = {"coe": decision.to_metadata()} if decision else {}
     if not req.stream:
         result = await expert.chat(generation)
-        return JSONResponse(completion_body(ids, result), headers=headers)
+        return JSONResponse({**completion_body(ids, result), **metadata}, headers=headers)
 
     pieces = expert.chat_stream(generation).__aiter__()
     first = await pieces.__anext__()  # raises here, before any byte is sent, if the expert refuses
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return StreamingResponse(
-        _sse_events(ids, first, pieces, include_usage),
+        _sse_events(ids, first, pieces, include_usage, metadata),
         media_type="text/event-stream",
         headers={**headers, "cache-control": "no-cache"},
     )
@@ -89,8 +111,9 @@ async def _sse_events(
     first: GenerationDelta,
     rest: AsyncIterator[GenerationDelta],
     include_usage: bool,
+    metadata: dict,
 ) -> AsyncIterator[bytes]:
-    yield _sse(chunk_body(ids, {"role": "assistant", "content": ""}))
+    yield _sse({**chunk_body(ids, {"role": "assistant", "content": ""}), **metadata})
     delta: GenerationDelta | None = first
     try:
         while delta is not None:

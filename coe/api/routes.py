@@ -37,7 +37,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 async def chat_completions(request: Request) -> Response:
     state = _state(request)
     raw = await _read_limited(request, state.server.max_request_bytes)
-    return await complete(state, parse_request(raw))
+    return await complete(state, parse_request(raw), request.headers.get("x-coe-conversation-id"))
 
 
 def _model_card(info: ExpertInfo) -> dict:
@@ -57,7 +57,13 @@ def _model_card(info: ExpertInfo) -> dict:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> JSONResponse:
-    cards = [_model_card(info) for info in _state(request).infos.values()]
+    state = _state(request)
+    cards = [_model_card(info) for info in state.infos.values()]
+    if state.router is not None:
+        artifact = state.router.router.artifact
+        cards.insert(0, {"id": "coe", "object": "model", "created": STARTED, "owned_by": "coe",
+                         "coe": {"kind": "router", "version": artifact.version, "categories": artifact.categories,
+                                 "modes": sorted(artifact.maps), "general_expert": artifact.general_expert}})
     return JSONResponse({"object": "list", "data": cards})
 
 

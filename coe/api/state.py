@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from coe.config import ServerConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
+from coe.routing.service import RoutingService
 
 
 @dataclass
@@ -13,3 +14,4 @@ class ApiState:
     server: ServerConfig
     experts: dict[str, ExpertBackend] = field(default_factory=dict)
     infos: dict[str, ExpertInfo] = field(default_factory=dict)
+    router: RoutingService | None = None

@@ -14,9 +14,13 @@ err_console = Console(stderr=True)
 def _user_errors() -> tuple[type[BaseException], ...]:
     from coe.config import ConfigError
     from coe.models.bundled import ModelPackageMissing
+    from coe.errors import CoEError
     from coe.models.resolve import CheckpointError
+    from coe.routing.artifact import RouterArtifactError
 
-    return (ConfigError, ModelPackageMissing, CheckpointError)
+    from router_training.data import DataFileError
+
+    return (ConfigError, ModelPackageMissing, CheckpointError, RouterArtifactError, CoEError, DataFileError, ValueError)
 
 
 @contextlib.contextmanager

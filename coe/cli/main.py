@@ -35,6 +35,51 @@ def serve(
         run_serve(config, host, port)
 
 
+@app.command()
+def route(
+    prompt: Annotated[str, typer.Argument(help="The prompt to route.")],
+    model: Annotated[str, typer.Option(help="Routing knob: coe, coe:quality|balanced|cheap, coe:<threshold>.")] = "coe",
+    router: Annotated[Optional[Path], typer.Option(help="Router artifact folder (default: router.artifact of --config).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Print the routing decision for a prompt and why (top categories, map entry, fallback); generates nothing."""
+    with fail_cleanly():
+        from coe.cli.route_cmd import run_route
+
+        run_route(prompt, model, router, config)
+
+
+@app.command("train-router")
+def train_router(
+    out: Annotated[Path, typer.Option(help="Folder for router artifacts (a versioned subfolder is written).")] = Path("routers"),
+    config: ConfigOption = None,
+    data: Annotated[Optional[Path], typer.Option(help="Labelled prompts (JSONL: prompt or messages, category). Default: built from benchmark packages.")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Prompts per category each expert answers for K-shot selection.")] = 5,
+    categories: Annotated[Optional[str], typer.Option(help="Comma-separated categories to keep.")] = None,
+    experts: Annotated[Optional[str], typer.Option(help="Comma-separated candidate experts (default: all in the config).")] = None,
+    general_expert: Annotated[Optional[str], typer.Option(help="Expert for low-confidence prompts (default: first candidate).")] = None,
+    scores: Annotated[Optional[Path], typer.Option(help="Precomputed K-shot scores (JSONL: prompt, category, expert, score).")] = None,
+    endpoint: Annotated[Optional[str], typer.Option(help="Running CoE endpoint whose experts answer the K-shot prompts.")] = None,
+    scorer: Annotated[str, typer.Option(help="Scorer for answers: llm-judge, exact-match, unit-tests.")] = "llm-judge",
+    judge: Annotated[Optional[str], typer.Option(help="LiteLLM model string of the judge (llm-judge scorer).")] = None,
+    judge_api_base: Annotated[Optional[str], typer.Option(help="api_base for the judge.")] = None,
+    embedder: Annotated[str, typer.Option(help="Stage-1 embedder: minilm or static.")] = "minilm",
+    classifier: Annotated[str, typer.Option(help="Stage-1 classifier: logreg, knn, mlp.")] = "logreg",
+    seed: int = 0,
+) -> None:
+    """Train the router: stage-1 classifier, K-shot expert map, fallback threshold -> artifact folder."""
+    with fail_cleanly():
+        from coe.cli.train_router_cmd import run_train_router
+
+        split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
+        folder = run_train_router(
+            config_path=config, data=data, out=out, k=k, categories=split(categories), experts=split(experts),
+            general_expert=general_expert, scores=scores, endpoint=endpoint, scorer=scorer, judge=judge,
+            judge_api_base=judge_api_base, embedder=embedder, classifier=classifier, seed=seed,
+        )
+        typer.echo(str(folder))
+
+
 def main() -> None:
     app()
 

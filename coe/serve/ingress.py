@@ -24,7 +24,12 @@ class Ingress:
                 experts[expert.id] = LiteLLMBackend(expert.id, expert.remote)
             else:
                 experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id])
-        self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos})
+        router = None
+        if config.router is not None:
+            from coe.routing.service import RoutingService
+
+            router = RoutingService.load(config.router.artifact, set(experts), config.router.switch_confidence)
+        self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router)
 
     def __serve_build_asgi_app__(self) -> Any:
         return build_app(self.state)

@@ -1,0 +1,1 @@
+"""Automatic routing: which expert answers a request sent to `model="coe"`."""
