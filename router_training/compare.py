@@ -3,7 +3,10 @@
 The static embedder is only worth its latency win if it classifies nearly as well as MiniLM, and any
 embedding classifier is only worth running if it beats a bag-of-words model; this table is where
 that is decided. Every row uses the same seeded split: trained on ``train``, threshold tuned on
-``calibration`` (see ``threshold.py``), scored on ``heldout``.
+``calibration`` (see ``threshold.py``), scored on ``heldout``. Embedders that are themselves trained
+(``contrastive``, ``moe``) get that same ``train`` part and nothing else, and are paired with
+``logreg`` only: the question for them is whether the embedding helps, the classifier choice was
+settled on the frozen embeddings, and every extra pairing costs cross-validated fits.
 
     python -m router_training.compare --out results/stage1.json
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -25,8 +29,20 @@ from router_training.data import DEFAULT_CAP, LabelledPrompt, category_counts, d
 from router_training.splits import Split, stratified_split
 from router_training.threshold import DEFAULT_TARGET_ACCURACY, acceptance, tune_threshold
 
-DEFAULT_EMBEDDERS: tuple[str, ...] = ("minilm", "static")
+DEFAULT_EMBEDDERS: tuple[str, ...] = ("minilm", "static", "contrastive", "moe")
 DEFAULT_CLASSIFIERS: tuple[str, ...] = ("logreg", "knn", "mlp")
+DEFAULT_TRAINED_CLASSIFIERS: tuple[str, ...] = ("logreg",)
+
+
+@dataclass(frozen=True)
+class EmbedderCost:
+    """What an embedder cost in this run; ``train_seconds`` is from when it was trained (cached
+    models report their original training time) and 0 for embedders that are not trained."""
+
+    embedder: str
+    train_seconds: float
+    trained_now: bool
+    ms_per_prompt: float
 
 
 @dataclass(frozen=True)
@@ -77,7 +93,7 @@ def _baselines(
 ) -> list[ComparisonRow]:
     from sklearn.dummy import DummyClassifier
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.pipeline import make_pipeline
 
     pick = lambda idx: ([texts[i] for i in idx], [labels[i] for i in idx])  # noqa: E731
@@ -93,7 +109,12 @@ def _baselines(
         "tfidf + logreg",
         lambda: make_pipeline(
             TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=50_000),
-            LogisticRegression(C=10.0, max_iter=2000, random_state=seed),
+            # The embedding rows' C search (5-fold log-loss), over a grid for sparse features: the
+            # dense grid's small Cs take over a minute to converge here and are never chosen.
+            LogisticRegressionCV(
+                Cs=(1.0, 10.0, 100.0), cv=5, scoring="neg_log_loss", l1_ratios=(0.0,),
+                use_legacy_attributes=False, max_iter=3000, random_state=seed,
+            ),
         ).fit(t_tr, y_tr),
         t_cal, y_cal, t_te, y_te, target,
     )
@@ -119,17 +140,52 @@ def compare_stage1(
     classifiers: Sequence[str] = DEFAULT_CLASSIFIERS,
     target_accuracy: float = DEFAULT_TARGET_ACCURACY,
     log: Callable[[str], None] = lambda message: None,
+    trained_classifiers: Sequence[str] = DEFAULT_TRAINED_CLASSIFIERS,
+    costs: list[EmbedderCost] | None = None,
+    threads: int | None = None,
 ) -> list[ComparisonRow]:
-    """Score the baselines and every embedder x classifier pair on one seeded split."""
+    """Score the baselines and every embedder x classifier pair on one seeded split.
+
+    Embedders whose class declares ``needs_training_data`` are trained (or loaded from cache) on
+    the split's train part and paired with ``trained_classifiers`` instead of ``classifiers``.
+    If ``costs`` is given, one :class:`EmbedderCost` per embedder is appended to it. ``threads``
+    (torch threads for every embedder) is left to the embedders' default when ``None``.
+    """
+    from router_training.embedders import get_embedder, get_embedder_class
+
     texts = [item.text for item in dataset]
     labels = [item.category for item in dataset]
     split = stratified_split(labels, seed=seed)
     rows = _baselines(texts, labels, split, seed, target_accuracy)
     y = np.asarray(labels)
     for embedder_name in embedders:
-        X, per_prompt = embed_dataset(texts, embedder_name)
+        trained = get_embedder_class(embedder_name).needs_training_data
+        kwargs: dict[str, Any] = (
+            {"train_items": [dataset[i] for i in split.train], "seed": seed} if trained else {}
+        )
+        if threads is not None:
+            kwargs["threads"] = threads
+        started = time.perf_counter()
+        embedder = get_embedder(embedder_name, **kwargs)
+        build_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        X = embedder.encode(texts)
+        per_prompt = (time.perf_counter() - started) / max(len(texts), 1)
         log(f"embedded {len(texts)} prompts with {embedder_name}: {per_prompt * 1000:.1f} ms/prompt (batched)")
-        for classifier_name in classifiers:
+        if trained:
+            log(f"  {embedder_name}: trained in {embedder.train_seconds:.0f} s"
+                f"{' (just now)' if embedder.trained_here else ' (earlier; loaded from cache)'};"
+                f" building it took {build_seconds:.0f} s")
+        if costs is not None:
+            costs.append(
+                EmbedderCost(
+                    embedder=embedder_name,
+                    train_seconds=embedder.train_seconds,
+                    trained_now=embedder.trained_here,
+                    ms_per_prompt=round(per_prompt * 1000, 2),
+                )
+            )
+        for classifier_name in trained_classifiers if trained else classifiers:
             rows.append(
                 _score(
                     f"{embedder_name} + {classifier_name}",
@@ -157,6 +213,17 @@ def to_markdown(rows: Sequence[ComparisonRow], target_accuracy: float = DEFAULT_
     return "\n".join(lines)
 
 
+def costs_to_markdown(costs: Sequence[EmbedderCost]) -> str:
+    """What each embedder costs: one-off training (trained ones only) and encoding per prompt."""
+    lines = ["| embedder | training s | encode ms/prompt (batched) |", "|---|---:|---:|"]
+    for c in costs:
+        trained = "-"
+        if c.train_seconds:
+            trained = f"{c.train_seconds:.0f}" + ("" if c.trained_now else " (cached)")
+        lines.append(f"| {c.embedder} | {trained} | {c.ms_per_prompt:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="write the rows and settings as JSON here")
@@ -165,15 +232,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target-accuracy", type=float, default=DEFAULT_TARGET_ACCURACY)
     parser.add_argument("--embedders", nargs="+", default=list(DEFAULT_EMBEDDERS))
     parser.add_argument("--classifiers", nargs="+", default=list(DEFAULT_CLASSIFIERS))
+    parser.add_argument(
+        "--trained-classifiers", nargs="+", default=list(DEFAULT_TRAINED_CLASSIFIERS),
+        help="classifiers paired with the trained embedders (contrastive, moe)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads per embedder (default: theirs, 2); 1 is faster on cores shared with other jobs",
+    )
     args = parser.parse_args(argv)
+    # Training a trained embedder takes minutes; its progress is logged under router_training.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    package_logger = logging.getLogger("router_training")
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
 
     dataset = default_dataset(cap=args.cap, seed=args.seed)
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     log(f"default dataset: {len(dataset)} prompts {category_counts(dataset)}")
+    costs: list[EmbedderCost] = []
     rows = compare_stage1(
-        dataset, args.seed, args.embedders, args.classifiers, args.target_accuracy, log=log
+        dataset, args.seed, args.embedders, args.classifiers, args.target_accuracy, log=log,
+        trained_classifiers=args.trained_classifiers, costs=costs, threads=args.threads,
     )
     print(to_markdown(rows, args.target_accuracy))
+    print()
+    print(costs_to_markdown(costs))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -183,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "categories": category_counts(dataset),
             "split": "stratified 60/20/20 (train/calibration/heldout)",
             "rows": [asdict(r) for r in rows],
+            "embedders": [asdict(c) for c in costs],
         }
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
     return 0

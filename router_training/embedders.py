@@ -11,6 +11,10 @@ Two embedders, because routing has a latency budget of a few milliseconds and Mi
   lines it takes are done with numpy/scikit-learn instead. The result is cached on disk.
 
 Both return L2-normalised float32 rows so classifiers and cosine k-NN see the same geometry.
+
+Two more are fitted on labelled prompts and so far only measured in ``router_training.compare``:
+``contrastive`` (MiniLM fine-tuned with a supervised contrastive loss, ``contrastive.py``) and
+``moe`` (per-category adapters over frozen MiniLM mixed by a learned gate, ``moe_embedding.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -34,6 +38,9 @@ logger = logging.getLogger(__name__)
 _REGISTRY: dict[str, str] = {
     "minilm": "router_training.embedders:MiniLMEmbedder",
     "static": "router_training.embedders:StaticEmbedder",
+    # Trained on labelled prompts (see embedder_training.py); compared in compare.py, not defaults.
+    "contrastive": "router_training.contrastive:ContrastiveEmbedder",
+    "moe": "router_training.moe_embedding:MoEEmbedder",
 }
 
 STATIC_DIMS = 256
@@ -52,6 +59,11 @@ class Embedder(ABC):
     """What the router needs from an embedder: a name, a width and a batch encode."""
 
     name: str = ""
+    needs_training_data: ClassVar[bool] = False
+    """True for embedders fitted on labelled prompts: they take ``train_items`` (and ``seed``), and a
+    caller that evaluates them must pass its own train split so they never see held-out prompts."""
+    trained_here: bool = False
+    """Whether building this instance trained it (False when a trained model came from the cache)."""
 
     @property
     @abstractmethod
@@ -61,6 +73,12 @@ class Embedder(ABC):
     @abstractmethod
     def encode(self, texts: list[str]) -> np.ndarray:
         """Return a ``(len(texts), dim)`` float32 array with L2-normalised rows."""
+
+    @property
+    def train_seconds(self) -> float:
+        """How long fitting this embedder on labelled prompts took (recorded at training time, so a
+        cached model still reports it); 0 for embedders that are not trained on labels."""
+        return 0.0
 
 
 def list_registered() -> list[str]:

@@ -101,6 +101,12 @@ def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
         return np.nanmean(a, axis=axis)
 
 
+def _nanpercentile(a: np.ndarray, q: float) -> np.ndarray:
+    with warnings.catch_warnings():  # an expert never scored in this category: NaN is the answer
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+        return np.nanpercentile(a, q, axis=0)
+
+
 def _eligible(means: np.ndarray, best: float, max_loss: float | None, relative: bool) -> np.ndarray:
     ok = np.isfinite(means)
     if max_loss is None:
@@ -234,11 +240,11 @@ def _select_one(
     if n >= 2:
         boot_idx = rng.integers(0, n, size=(n_boot, n))
         boot_means = _nanmean(s[boot_idx], axis=1)  # [n_boot, n_experts], same resamples for all
-        ci_low = np.nanpercentile(boot_means, lo_q, axis=0)
-        ci_high = np.nanpercentile(boot_means, hi_q, axis=0)
+        ci_low = _nanpercentile(boot_means, lo_q)
+        ci_high = _nanpercentile(boot_means, hi_q)
         diffs = _nanmean((s[:, [c]] - s)[boot_idx], axis=1)  # paired: only prompts both experts saw
-        d_low = np.nanpercentile(diffs, lo_q, axis=0)
-        d_high = np.nanpercentile(diffs, hi_q, axis=0)
+        d_low = _nanpercentile(diffs, lo_q)
+        d_high = _nanpercentile(diffs, hi_q)
         tied = [(d_low[j] <= 0.0 <= d_high[j]) for j in range(len(experts))]
     else:
         # One prompt cannot separate anything: say so instead of reporting a zero-width interval.

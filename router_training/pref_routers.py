@@ -31,6 +31,8 @@ class Split:
     datasets: np.ndarray
     seed: int
     _cache: dict = field(default_factory=dict, repr=False)
+    # Clusterings depend on the split's embeddings only: expert sets of one seed share them.
+    emb_cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def s_train(self) -> np.ndarray:
@@ -52,10 +54,47 @@ def _folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(KFold(N_FOLDS, shuffle=True, random_state=seed).split(np.arange(n)))
 
 
-def _kmeans(emb: np.ndarray, k: int, seed: int):
-    from sklearn.cluster import KMeans
+@dataclass
+class KMeansFit:
+    centers: np.ndarray
+    labels_: np.ndarray
 
-    return KMeans(n_clusters=k, n_init=4, random_state=seed).fit(emb)
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return _nearest(x, self.centers)
+
+
+def _nearest(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    return (np.sum(centers**2, axis=1)[None, :] - 2.0 * x @ centers.T).argmin(axis=1)
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, n_init: int = 4, max_iter: int = 100) -> KMeansFit:
+    """k-means++ then Lloyd, in numpy. sklearn's OpenMP Lloyd was 3 ms or 60 ms per fit on a shared
+    2-core VM depending on the neighbours' load; two BLAS products per step do not care."""
+    rng = np.random.default_rng([seed, k])
+    x = np.asarray(x, dtype=np.float64)
+    best: tuple[float, np.ndarray, np.ndarray] | None = None
+    for _ in range(n_init):
+        centers = [x[rng.integers(len(x))]]
+        d2 = np.sum((x - centers[0]) ** 2, axis=1)
+        for _ in range(1, k):
+            centers.append(x[rng.choice(len(x), p=d2 / d2.sum())] if d2.sum() > 0 else x[rng.integers(len(x))])
+            d2 = np.minimum(d2, np.sum((x - centers[-1]) ** 2, axis=1))
+        c = np.asarray(centers)
+        labels = _nearest(x, c)
+        for _ in range(max_iter):
+            for j in range(k):
+                members = x[labels == j]
+                if len(members):
+                    c[j] = members.mean(axis=0)
+            new = _nearest(x, c)
+            if np.array_equal(new, labels):
+                break
+            labels = new
+        inertia = float(np.sum((x - c[labels]) ** 2))
+        if best is None or inertia < best[0]:
+            best = (inertia, c.copy(), labels.copy())
+    assert best is not None
+    return KMeansFit(best[1], best[2])
 
 
 def _map_means(s: np.ndarray, labels: np.ndarray) -> dict[int, int]:
@@ -71,10 +110,10 @@ def choose_n_clusters(sp: Split) -> tuple[int, dict[int, float]]:
         total = 0.0
         for f, (a, b) in enumerate(_folds(len(sp.train), sp.seed)):
             key = ("km", f, k)
-            if key not in sp._cache:
+            if key not in sp.emb_cache:
                 km = _kmeans(emb_tr[a], k, sp.seed)
-                sp._cache[key] = (km.labels_, km.predict(emb_tr[b]))
-            la, lb = sp._cache[key]
+                sp.emb_cache[key] = (km.labels_, km.predict(emb_tr[b]))
+            la, lb = sp.emb_cache[key]
             fb = int(np.argmax(s_tr[a].mean(axis=0)))
             m = _map_means(s_tr[a], la)
             total += s_tr[b][np.arange(len(b)), [m.get(int(c), fb) for c in lb]].sum()
@@ -84,10 +123,10 @@ def choose_n_clusters(sp: Split) -> tuple[int, dict[int, float]]:
 
 def cluster_labels(sp: Split, k: int) -> tuple[np.ndarray, np.ndarray]:
     key = ("km-final", k)
-    if key not in sp._cache:
+    if key not in sp.emb_cache:
         km = _kmeans(sp.emb[sp.train], k, sp.seed)
-        sp._cache[key] = (km.labels_, km.predict(sp.emb[sp.test]))
-    return sp._cache[key]
+        sp.emb_cache[key] = (km.labels_, km.predict(sp.emb[sp.test]))
+    return sp.emb_cache[key]
 
 
 def route_category(
@@ -110,11 +149,9 @@ def route_category(
     return Routed(choices, {"tie_rate": tie_rate, "n_categories": len(emap.mapping)})
 
 
-def _oof_and_test(
-    sp: Split, make: Callable[[], object], feats: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def _oof_and_test(sp: Split, make: Callable[[], object]) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold predictions on train (for tuning) and a full-train fit's predictions on test."""
-    x = sp.emb if feats is None else feats
+    x = sp.emb
     x_tr, s_tr = x[sp.train], sp.s_train
     oof = np.zeros_like(s_tr)
     for a, b in _folds(len(sp.train), sp.seed):
@@ -130,18 +167,35 @@ def _ridge_preds(sp: Split) -> tuple[np.ndarray, np.ndarray]:
     return sp._cache["ridge"]
 
 
-def _knn_preds(sp: Split) -> tuple[np.ndarray, np.ndarray, int]:
-    from sklearn.neighbors import KNeighborsRegressor
+def _knn_predict(x_fit: np.ndarray, y_fit: np.ndarray, x_new: np.ndarray, ks: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Distance-weighted kNN for several k from one similarity matrix (embeddings are unit-norm, so
+    cosine similarity ranks like Euclidean distance); sklearn would recompute distances per k."""
+    sim = x_new @ x_fit.T
+    k_max = min(max(ks), x_fit.shape[0])
+    top = np.argpartition(-sim, k_max - 1, axis=1)[:, :k_max]
+    order = np.take_along_axis(sim, top, axis=1).argsort(axis=1)[:, ::-1]
+    top = np.take_along_axis(top, order, axis=1)
+    dist = np.sqrt(np.maximum(2.0 - 2.0 * np.take_along_axis(sim, top, axis=1), 0.0))
+    w_all = 1.0 / np.maximum(dist, 1e-6)
+    out = {}
+    for k in ks:
+        w = w_all[:, :k]
+        out[k] = np.einsum("nk,nke->ne", w, y_fit[top[:, :k]]) / w.sum(axis=1, keepdims=True)
+    return out
 
+
+def _knn_preds(sp: Split) -> tuple[np.ndarray, np.ndarray, int]:
+    """kNN regression with k tuned on out-of-fold train predictions."""
     if "knn" not in sp._cache:
-        s_tr = sp.s_train
-        best = None
-        for k in KNN_KS:
-            oof, test = _oof_and_test(sp, lambda k=k: KNeighborsRegressor(n_neighbors=k, weights="distance"))
-            val = s_tr[np.arange(len(s_tr)), oof.argmax(axis=1)].mean()
-            if best is None or val > best[0]:
-                best = (val, oof, test, k)
-        sp._cache["knn"] = best[1:]
+        x_tr, s_tr = sp.emb[sp.train], sp.s_train
+        oof = {k: np.zeros_like(s_tr) for k in KNN_KS}
+        for a, b in _folds(len(sp.train), sp.seed):
+            for k, pred in _knn_predict(x_tr[a], s_tr[a], x_tr[b], KNN_KS).items():
+                oof[k][b] = pred
+        rows = np.arange(len(s_tr))
+        best_k = max(KNN_KS, key=lambda k: (s_tr[rows, oof[k].argmax(axis=1)].mean(), -k))
+        test = _knn_predict(x_tr, s_tr, sp.emb[sp.test], (best_k,))[best_k]
+        sp._cache["knn"] = (oof[best_k], test, best_k)
     return sp._cache["knn"]
 
 

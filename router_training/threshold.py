@@ -16,14 +16,16 @@ from typing import Any, Sequence
 import numpy as np
 
 DEFAULT_TARGET_ACCURACY = 0.9
+# Above any probability yet finite, so it survives JSON (router.json) unlike float("inf").
+NEVER = float(np.nextafter(1.0, 2.0))
 
 
 @dataclass(frozen=True)
 class ThresholdResult:
     """The tuned threshold and what it does on the split it was tuned on.
 
-    When no threshold reaches the target (``feasible`` false), the threshold is 1.0 and everything
-    with a top probability below certainty falls back: the router never claims accuracy it lacks.
+    When no threshold reaches the target (``feasible`` false), the threshold is just above 1.0 so
+    every prompt falls back: the router never claims accuracy it lacks.
     """
 
     threshold: float
@@ -87,8 +89,7 @@ def tune_threshold(
     accuracy = cum_correct / counts
     feasible = last_of_tie & (accuracy >= target_accuracy - 1e-12)
     if not feasible.any():
-        fraction, accuracy_at_one = acceptance(probabilities, classes, y_true, 1.0)
-        return ThresholdResult(1.0, fraction, accuracy_at_one, target_accuracy, False)
+        return ThresholdResult(NEVER, 0.0, 0.0, target_accuracy, False)
     end = int(np.flatnonzero(feasible)[-1])  # the longest feasible prefix = the smallest threshold
     return ThresholdResult(
         threshold=float(top_sorted[end]),

@@ -41,12 +41,13 @@ def route(
     model: Annotated[str, typer.Option(help="Routing knob: coe, coe:quality|balanced|cheap, coe:<threshold>.")] = "coe",
     router: Annotated[Optional[Path], typer.Option(help="Router artifact folder (default: router.artifact of --config).")] = None,
     config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON object.")] = False,
 ) -> None:
     """Print the routing decision for a prompt and why (top categories, map entry, fallback); generates nothing."""
     with fail_cleanly():
         from coe.cli.route_cmd import run_route
 
-        run_route(prompt, model, router, config)
+        run_route(prompt, model, router, config, as_json)
 
 
 @app.command("train-router")
@@ -57,7 +58,7 @@ def train_router(
     k: Annotated[Optional[int], typer.Option("--k", help="Prompts per category each expert answers for K-shot selection.")] = 5,
     categories: Annotated[Optional[str], typer.Option(help="Comma-separated categories to keep.")] = None,
     experts: Annotated[Optional[str], typer.Option(help="Comma-separated candidate experts (default: all in the config).")] = None,
-    general_expert: Annotated[Optional[str], typer.Option(help="Expert for low-confidence prompts (default: first candidate).")] = None,
+    general_expert: Annotated[Optional[str], typer.Option(help="Expert for low-confidence prompts (default: the best single expert on the K-shot evidence).")] = None,
     scores: Annotated[Optional[Path], typer.Option(help="Precomputed K-shot scores (JSONL: prompt, category, expert, score).")] = None,
     endpoint: Annotated[Optional[str], typer.Option(help="Running CoE endpoint whose experts answer the K-shot prompts.")] = None,
     scorer: Annotated[str, typer.Option(help="Scorer for answers: llm-judge, exact-match, unit-tests.")] = "llm-judge",

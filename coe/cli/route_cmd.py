@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from rich.console import Console
@@ -22,7 +23,7 @@ def router_folder(router: Path | None, config_path: Path | None) -> Path:
     return config.router.artifact
 
 
-def run_route(prompt: str, model: str, router: Path | None, config_path: Path | None) -> None:
+def run_route(prompt: str, model: str, router: Path | None, config_path: Path | None, as_json: bool = False) -> None:
     from coe.routing.knobs import parse_knob
     from coe.routing.router import CategoryRouter
 
@@ -30,6 +31,9 @@ def run_route(prompt: str, model: str, router: Path | None, config_path: Path | 
     routing = CategoryRouter.load(folder)
     decision = routing.decide([{"role": "user", "content": prompt}], parse_knob(model))
     artifact = routing.artifact
+    if as_json:
+        print(json.dumps({"router": artifact.version, **decision.to_metadata()}))
+        return
     table = Table(title=f"router {artifact.version} ({artifact.embedder} + {artifact.classifier})")
     table.add_column("category")
     table.add_column("probability", justify="right")

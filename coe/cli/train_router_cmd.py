@@ -78,7 +78,7 @@ def run_train_router(
     plan = TrainingPlan(
         dataset=dataset,
         experts=expert_ids,
-        general_expert=general_expert or expert_ids[0],
+        general_expert=general_expert,
         out=out,
         embedder=embedder,
         classifier=classifier,

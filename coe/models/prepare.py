@@ -34,7 +34,7 @@ Progress = Callable[[str], None]
 MANIFEST = "coe-manifest.json"
 WEIGHTS = "model.safetensors"
 # Bump when the conversion changes, so folders written by an older converter are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)

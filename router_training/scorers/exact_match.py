@@ -68,7 +68,7 @@ def extract_answer(text: str) -> str | None:
 def parse_number(text: str) -> Fraction | None:
     """Exact value of a numeric answer (Fraction, so 0.1+0.2 style float error cannot flip a match)."""
     s = text.strip().strip(".").strip()
-    s = s.replace("−", "-").replace("$", "").replace("\\$", "").replace(",", "").replace("\\!", "")
+    s = s.replace("−", "-").replace("\\$", "").replace("$", "").replace(",", "").replace("\\!", "")
     s = re.sub(r"\\(?:text|mathrm)\{[^{}]*\}", "", s)
     s = s.replace("\\%", "%").replace(" ", "")
     if s.endswith("%"):

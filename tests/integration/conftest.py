@@ -7,6 +7,9 @@ serving a real vLLM engine, so the remote path is tested without a paid API or a
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +23,9 @@ GEMMA = "gemma3-270m"
 REMOTE = "remote-smollm2"
 
 
-def service_config(port: int) -> dict:
+def service_config(port: int, router: Path) -> dict:
     return {
+        "router": {"artifact": str(router)},
         "experts": [
             {
                 "id": SMOL,
@@ -47,11 +51,48 @@ def service_config(port: int) -> dict:
     }
 
 
+# The K-shot evidence for the test router: which expert "wins" each category. The endpoint must follow
+# whatever map training derives from it; real K-shot scoring (answers + scorers) is tested in
+# tests/unit/router_training and by `coe train-router --endpoint`.
+TEST_WINNERS = {"coding": SMOL, "general": SMOL, "math": GEMMA, "writing": GEMMA}
+
+
+def write_router_inputs(folder: Path) -> tuple[Path, Path]:
+    from router_training.data import default_dataset
+
+    data, scores = folder / "prompts.jsonl", folder / "scores.jsonl"
+    dataset = default_dataset(cap=60)
+    with data.open("w") as f:
+        for item in dataset:
+            f.write(json.dumps({"prompt": item.text, "category": item.category}) + "\n")
+    with scores.open("w") as f:
+        for category, winner in TEST_WINNERS.items():
+            for item in [p for p in dataset if p.category == category][:3]:
+                for expert in (SMOL, GEMMA):
+                    score = 0.9 if expert == winner else 0.2
+                    f.write(json.dumps({"prompt": item.text, "category": category, "expert": expert, "score": score}) + "\n")
+    return data, scores
+
+
 @pytest.fixture(scope="session")
-def service_config_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real router (MiniLM + logistic regression on benchmark prompts) trained through the CLI."""
+    folder = tmp_path_factory.mktemp("router")
+    data, scores = write_router_inputs(folder)
+    proc = subprocess.run(
+        [sys.executable, "-m", "coe.cli.main", "train-router", "--data", str(data), "--scores", str(scores),
+         "--k", "3", "--experts", f"{SMOL},{GEMMA}", "--general-expert", SMOL, "--out", str(folder / "out")],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def service_config_path(tmp_path_factory: pytest.TempPathFactory, router_artifact: Path) -> tuple[Path, int]:
     port = free_port()
     path = tmp_path_factory.mktemp("coe") / "coe.yaml"
-    path.write_text(yaml.safe_dump(service_config(port)))
+    path.write_text(yaml.safe_dump(service_config(port, router_artifact)))
     return path, port
 
 

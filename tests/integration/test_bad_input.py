@@ -16,7 +16,7 @@ CASES = {
     "only a system turn": ({"model": SMOL, "messages": [{"role": "system", "content": "x"}]}, 400, "messages"),
     "content not text": ({"model": SMOL, "messages": [{"role": "user", "content": 42}]}, 400, "messages.0.content"),
     "unknown model": ({"model": "gpt-17", "messages": USER}, 404, "model"),
-    "routing not enabled yet": ({"model": "coe", "messages": USER}, 404, "model"),
+    "unknown routing knob": ({"model": "coe:fastest", "messages": USER}, 400, "model"),
     "temperature too high": ({"model": SMOL, "messages": USER, "temperature": 5}, 400, "temperature"),
     "temperature not a number": ({"model": SMOL, "messages": USER, "temperature": "hot"}, 400, "temperature"),
     "max_tokens zero": ({"model": SMOL, "messages": USER, "max_tokens": 0}, 400, "max_tokens"),
