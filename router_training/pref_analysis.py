@@ -44,7 +44,9 @@ from router_training.pref_routers import (
     route_regression,
 )
 
-DEFAULT_CSV = Path(os.environ.get("COE_PREF_MATRIX", "/work/shared/data/alpacaeval2_pref_matrix.csv"))
+# The project's shared data folder sits beside the checkout (../shared), in CI's clone too.
+_SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpacaeval2_pref_matrix.csv"
+DEFAULT_CSV = Path(os.environ.get("COE_PREF_MATRIX", str(_SHARED_CSV)))
 DEFAULT_OUT = Path("bench/results/routing_analysis")
 DROPPED_MODELS = ("NullModel", "gpt4_gamed", "gpt4_1106_preview")
 DEFAULT_K_LIST: tuple[int | None, ...] = (1, 3, 5, 10, None)

@@ -11,6 +11,10 @@ from rich.console import Console
 err_console = Console(stderr=True)
 
 
+class UsageError(Exception):
+    """Options that do not fit together; the message says what to pass instead."""
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from coe.config import ConfigError
     from coe.models.bundled import ModelPackageMissing
@@ -18,9 +22,15 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from coe.models.resolve import CheckpointError
     from coe.routing.artifact import RouterArtifactError
 
-    from router_training.data import DataFileError
+    from router_training.classifiers import UnknownClassifier
+    from router_training.data import DataFileError, DataPackageMissing
+    from router_training.embedders import UnknownEmbedder
+    from router_training.scorers import UnknownScorerError
 
-    return (ConfigError, ModelPackageMissing, CheckpointError, RouterArtifactError, CoEError, DataFileError, ValueError)
+    return (
+        ConfigError, ModelPackageMissing, CheckpointError, RouterArtifactError, CoEError, UsageError,
+        DataFileError, DataPackageMissing, UnknownEmbedder, UnknownClassifier, UnknownScorerError,
+    )
 
 
 @contextlib.contextmanager

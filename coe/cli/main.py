@@ -54,12 +54,12 @@ def route(
 def train_router(
     out: Annotated[Path, typer.Option(help="Folder for router artifacts (a versioned subfolder is written).")] = Path("routers"),
     config: ConfigOption = None,
-    data: Annotated[Optional[Path], typer.Option(help="Labelled prompts (JSONL: prompt or messages, category). Default: built from benchmark packages.")] = None,
+    data: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Labelled prompts (JSONL: prompt or messages, category). Default: built from benchmark packages.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Prompts per category each expert answers for K-shot selection.")] = 5,
     categories: Annotated[Optional[str], typer.Option(help="Comma-separated categories to keep.")] = None,
     experts: Annotated[Optional[str], typer.Option(help="Comma-separated candidate experts (default: all in the config).")] = None,
     general_expert: Annotated[Optional[str], typer.Option(help="Expert for low-confidence prompts (default: the best single expert on the K-shot evidence).")] = None,
-    scores: Annotated[Optional[Path], typer.Option(help="Precomputed K-shot scores (JSONL: prompt, category, expert, score).")] = None,
+    scores: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Precomputed K-shot scores (JSONL: prompt, category, expert, score).")] = None,
     endpoint: Annotated[Optional[str], typer.Option(help="Running CoE endpoint whose experts answer the K-shot prompts.")] = None,
     scorer: Annotated[str, typer.Option(help="Scorer for answers: llm-judge, exact-match, unit-tests.")] = "llm-judge",
     judge: Annotated[Optional[str], typer.Option(help="LiteLLM model string of the judge (llm-judge scorer).")] = None,
@@ -67,8 +67,16 @@ def train_router(
     embedder: Annotated[str, typer.Option(help="Stage-1 embedder: minilm or static.")] = "minilm",
     classifier: Annotated[str, typer.Option(help="Stage-1 classifier: logreg, knn, mlp.")] = "logreg",
     seed: int = 0,
+    analysis: Annotated[
+        bool, typer.Option("--alpacaeval-analysis", help="Instead of training: run the routing-quality analysis on the AlpacaEval matrix.")
+    ] = False,
+    analysis_seeds: Annotated[int, typer.Option(help="Random splits for --alpacaeval-analysis.")] = 20,
 ) -> None:
     """Train the router: stage-1 classifier, K-shot expert map, fallback threshold -> artifact folder."""
+    if analysis:
+        from router_training.pref_analysis import main as pref_analysis
+
+        raise typer.Exit(pref_analysis(["--seeds", str(analysis_seeds), "--out", str(out / "routing_analysis")]))
     with fail_cleanly():
         from coe.cli.train_router_cmd import run_train_router
 

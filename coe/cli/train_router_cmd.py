@@ -8,8 +8,10 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
+from coe.cli.errors import UsageError
 from coe.config import load_config
 from coe.errors import ExpertUnavailable
+from router_training.pipeline import StepReporter
 
 console = Console(stderr=True)
 
@@ -69,12 +71,12 @@ def run_train_router(
     expert_ids = experts or [e.id for e in config.experts]
     unknown = sorted(set(expert_ids) - {e.id for e in config.experts})
     if unknown:
-        raise ExpertUnavailable(f"--experts names {', '.join(unknown)}, not in the config")
+        raise UsageError(f"--experts names {', '.join(unknown)}, not in the config")
     dataset = load_jsonl(data) if data else default_dataset()
     if categories:
         dataset = [p for p in dataset if p.category in categories]
         if not dataset:
-            raise ValueError(f"no prompt has a category in {categories}")
+            raise UsageError(f"no prompt has a category in {categories}")
     plan = TrainingPlan(
         dataset=dataset,
         experts=expert_ids,
@@ -90,10 +92,31 @@ def run_train_router(
     if scores is not None:
         return train_router(plan, lambda _pool: read_precomputed(scores, expert_ids, k, seed), progress)
     if endpoint is None:
-        raise ValueError("K-shot selection needs scores: pass --scores FILE, or --endpoint URL of a running `coe serve`")
+        raise UsageError("K-shot selection needs scores: pass --scores FILE, or --endpoint URL of a running `coe serve`")
     score = build_score_fn(scorer, judge, judge_api_base)
     answer = endpoint_answerer(endpoint)
-    return train_router(plan, lambda pool: score_by_answering(plan, pool, answer, score, progress), progress)
+    with RichStepReporter(progress) as reporter:
+        return train_router(plan, lambda pool: score_by_answering(plan, pool, answer, score, reporter), progress)
+
+
+class RichStepReporter(StepReporter):
+    """A rich progress bar per loop label (K-shot answering takes minutes on CPU)."""
+
+    def __enter__(self) -> "RichStepReporter":
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.bars = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console)
+        self.tasks: dict[str, int] = {}
+        self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.stop()
+
+    def step(self, label: str, done: int, total: int) -> None:
+        if label not in self.tasks:
+            self.tasks[label] = self.bars.add_task(label, total=total)
+        self.bars.update(self.tasks[label], completed=done)
 
 
 def build_score_fn(scorer: str, judge: str | None, judge_api_base: str | None):
@@ -102,7 +125,7 @@ def build_score_fn(scorer: str, judge: str | None, judge_api_base: str | None):
     kwargs = {}
     if scorer == "llm-judge":
         if not judge:
-            raise ValueError("--scorer llm-judge needs --judge MODEL (a LiteLLM model string)")
+            raise UsageError("--scorer llm-judge needs --judge MODEL (a LiteLLM model string)")
         kwargs = {"model": judge, "api_base": judge_api_base}
     instance = get_scorer(scorer, **kwargs)
     return lambda item, answer: instance.score(item.text, answer, getattr(item, "reference", None))

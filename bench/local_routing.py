@@ -1,0 +1,82 @@
+"""Does routing between CoE's own local experts pay off? One run, real checks, written to disk.
+
+Starts `coe serve` with the default arrangement, has every expert answer the local labelled prompts
+(router_training.local_analysis), scores them (HumanEval unit tests, exact math answers, and the
+SmolLM2 expert itself as a weak LLM judge for writing/general), then compares the K-shot category map
+against the best single expert, random routing and the oracle on held-out halves.
+
+    make bench-routing     # or: python bench/local_routing.py --per-category 10 --seeds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from router_training import local_analysis as la  # noqa: E402
+from tests.integration.server import CoEServer, free_port  # noqa: E402
+
+EXPERTS = ["smollm2-135m-instruct", "gemma3-270m"]
+JUDGE = "smollm2-135m-instruct"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-category", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/local_routing"))
+    args = parser.parse_args()
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+    from coe.config import default_config_text
+    from router_training.scorers.llm_judge import LLMJudgeScorer
+
+    config_path = Path(tempfile.mkdtemp()) / "coe.yaml"
+    config_path.write_text(default_config_text())
+    server = CoEServer(config_path, free_port(), config_path.with_name("serve.log"))
+    print("starting coe serve (two engines; 1-2 minutes) ...", flush=True)
+    server.start()
+    try:
+        endpoint = f"{server.url}/v1"
+        client = httpx.Client(base_url=endpoint, timeout=600)
+
+        def answer(expert: str, prompt: str, max_tokens: int) -> str:
+            body = {"model": expert, "messages": [{"role": "user", "content": prompt}],
+                    "temperature": 0, "max_tokens": max_tokens}
+            resp = client.post("/chat/completions", json=body)
+            return resp.json()["choices"][0]["message"]["content"] if resp.status_code == 200 else ""
+
+        judge = LLMJudgeScorer(f"openai/{JUDGE}", api_base=endpoint, api_key="unused", max_tokens=256)
+        items = la.local_items(args.per_category)
+        started = time.monotonic()
+
+        def step(done: int, total: int) -> None:
+            if done % 10 == 0 or done == total:
+                print(f"  scored {done}/{total} ({time.monotonic() - started:.0f} s)", flush=True)
+
+        matrix = la.score_answers(items, EXPERTS, answer, judge, step)
+    finally:
+        server.stop()
+    categories = [i.category for i in items]
+    report = {
+        "experts": EXPERTS,
+        "judge": f"{JUDGE} (local, weak)",
+        "per_category": la.per_expert_table(matrix, categories, EXPERTS),
+        "invalid_scores": int(sum(1 for v in matrix.flat if v != v)),
+        "summary": la.evaluate(matrix, categories, EXPERTS, k_list=(1, 3, None), seeds=args.seeds),
+        "seconds": round(time.monotonic() - started),
+    }
+    print(la.save(report, args.out))
+    print(f"invalid scores (unparseable judgments): {report['invalid_scores']}; written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
