@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -62,7 +63,8 @@ def main() -> None:
             if done % 10 == 0 or done == total:
                 print(f"  scored {done}/{total} ({time.monotonic() - started:.0f} s)", flush=True)
 
-        matrix = la.score_answers(items, EXPERTS, answer, judge, step)
+        transcript: list[dict] = []
+        matrix = la.score_answers(items, EXPERTS, answer, judge, step, transcript=transcript)
     finally:
         server.stop()
     categories = [i.category for i in items]
@@ -70,11 +72,11 @@ def main() -> None:
         "experts": EXPERTS,
         "judge": f"{JUDGE} (local, weak)",
         "per_category": la.per_expert_table(matrix, categories, EXPERTS),
-        "invalid_scores": int(sum(1 for v in matrix.flat if v != v)),
+        "invalid_scores": int(np.isnan(matrix).sum()),
         "summary": la.evaluate(matrix, categories, EXPERTS, k_list=(1, 3, None), seeds=args.seeds),
         "seconds": round(time.monotonic() - started),
     }
-    print(la.save(report, args.out))
+    print(la.save(report, args.out, transcript))
     print(f"invalid scores (unparseable judgments): {report['invalid_scores']}; written to {args.out}")
 
 

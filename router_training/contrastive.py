@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-import numpy as np
 
 from router_training.data import DEFAULT_CAP, DEFAULT_SEED, LabelledPrompt
 from router_training.embedder_training import (
@@ -41,7 +40,7 @@ from router_training.embedder_training import (
     supcon_loss,
     training_key,
 )
-from router_training.embedders import Embedder, _minilm_path, _normalise, _set_threads
+from router_training.embedders import SentenceTransformerEmbedder, _minilm_path, _set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ def train_contrastive(
     return Path(out_dir)
 
 
-class ContrastiveEmbedder(Embedder):
+class ContrastiveEmbedder(SentenceTransformerEmbedder):
     """MiniLM fine-tuned on the train split; trains into the cache on first use (~2-4 min).
 
     ``train_items`` should be the train split of whatever is evaluated; left out, it is the train
@@ -180,9 +179,6 @@ class ContrastiveEmbedder(Embedder):
         batch_size: int = 32,
         max_seq_length: int | None = None,
     ) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
         items = list(train_items) if train_items is not None else default_train_items(seed, cap)
         config = config or ContrastiveConfig(seed=seed)
         self.folder = contrastive_cache_path(items, config, cache_dir)
@@ -190,26 +186,9 @@ class ContrastiveEmbedder(Embedder):
         if self.trained_here:
             train_contrastive(items, self.folder, config, threads=threads)
         self.meta: dict[str, Any] = json.loads((self.folder / "coe_meta.json").read_text())
-        _set_threads(threads)
-        self._model = SentenceTransformer(str(self.folder), device="cpu")
-        if max_seq_length is not None:  # as for MiniLMEmbedder: shorter inputs, faster (tests)
-            self._model.max_seq_length = max_seq_length
-        self._batch_size = batch_size
+        self._load(self.folder, threads, batch_size, max_seq_length)
 
     @property
     def train_seconds(self) -> float:
         return float(self.meta["train_seconds"])
 
-    @property
-    def dim(self) -> int:
-        return int(self._model.get_embedding_dimension())
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return _normalise(vectors)

@@ -23,8 +23,6 @@ import importlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -131,17 +129,15 @@ def _set_threads(threads: int) -> None:
 # MiniLM
 
 
-class MiniLMEmbedder(Embedder):
-    """Full transformer: the accuracy reference that the static embedder is compared against."""
+class SentenceTransformerEmbedder(Embedder):
+    """Any sentence-transformers model folder on disk: MiniLM itself, or a fine-tune of it."""
 
-    name = "minilm"
-
-    def __init__(self, threads: int = 2, batch_size: int = 32, max_seq_length: int | None = None) -> None:
+    def _load(self, folder: Path, threads: int, batch_size: int, max_seq_length: int | None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
         _set_threads(threads)
-        self._model = SentenceTransformer(str(_minilm_path()), device="cpu")
+        self._model = SentenceTransformer(str(folder), device="cpu")
         if max_seq_length is not None:  # shorter inputs trade accuracy for speed (tests use 128)
             self._model.max_seq_length = max_seq_length
         self._batch_size = batch_size
@@ -159,6 +155,15 @@ class MiniLMEmbedder(Embedder):
             show_progress_bar=False,
         )
         return _normalise(vectors)
+
+
+class MiniLMEmbedder(SentenceTransformerEmbedder):
+    """Full transformer: the accuracy reference that the static embedder is compared against."""
+
+    name = "minilm"
+
+    def __init__(self, threads: int = 2, batch_size: int = 32, max_seq_length: int | None = None) -> None:
+        self._load(_minilm_path(), threads, batch_size, max_seq_length)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -231,10 +236,9 @@ def distill_static(
     # Encoding works on raw text of any length: no padding, and truncation only as a cost bound.
     tokenizer.no_padding()
     tokenizer.no_truncation()
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".", dir=out_dir.parent))
-    try:
+    from router_training.embedder_training import atomic_dir  # late: that module imports this one
+
+    with atomic_dir(Path(out_dir)) as tmp:
         np.save(tmp / "embeddings.npy", reduced)
         tokenizer.save(str(tmp / "tokenizer.json"))
         meta = {
@@ -247,12 +251,6 @@ def distill_static(
             "distill_seconds": round(time.perf_counter() - started, 1),
         }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     logger.info("distilled static embeddings (%d x %d) in %.1f s -> %s", n, dims, meta["distill_seconds"], out_dir)
     return out_dir
 

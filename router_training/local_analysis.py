@@ -74,8 +74,10 @@ def local_items(per_category: int, seed: int = 0) -> list[LocalItem]:
 
 
 def score_answers(items: Sequence[LocalItem], experts: Sequence[str], answer: AnswerFn, judge: object,
-                  step: Callable[[int, int], None] = lambda d, t: None, workers: int = 4) -> np.ndarray:
-    """Answer and score every (prompt, expert) pair; several in flight so every engine stays busy."""
+                  step: Callable[[int, int], None] = lambda d, t: None, workers: int = 4,
+                  transcript: list[dict] | None = None) -> np.ndarray:
+    """Answer and score every (prompt, expert) pair; several in flight so every engine stays busy.
+    `transcript` (if given) receives every answer with its score, so a reader can check the checks."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from router_training.scorers.exact_match import ExactMatchScorer
@@ -87,11 +89,16 @@ def score_answers(items: Sequence[LocalItem], experts: Sequence[str], answer: An
         item = items[i]
         response = answer(experts[j], item.text, item.max_tokens)
         if item.check == "unit-tests":  # a scorer per call: score_problem is not thread-safe
-            return UnitTestScorer(timeout_s=10).score_problem(item.problem, response)
-        if item.check == "exact-match":
-            return exact.score(item.text, response, item.reference)
-        rating = judge.score(item.text, response)
-        return None if rating is None else (rating - 1) / 9
+            value = UnitTestScorer(timeout_s=10).score_problem(item.problem, response)
+        elif item.check == "exact-match":
+            value = exact.score(item.text, response, item.reference)
+        else:
+            rating = judge.score(item.text, response)
+            value = None if rating is None else (rating - 1) / 9
+        if transcript is not None:
+            transcript.append({"category": item.category, "expert": experts[j], "check": item.check,
+                               "prompt": item.text, "reference": item.reference, "response": response, "score": value})
+        return value
 
     matrix = np.full((len(items), len(experts)), np.nan)
     pairs = [(i, j) for i in range(len(items)) for j in range(len(experts))]
@@ -158,8 +165,11 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save(report: dict, out: Path) -> str:
+def save(report: dict, out: Path, transcript: Sequence[dict] = ()) -> str:
     out.mkdir(parents=True, exist_ok=True)
+    with (out / "answers.jsonl").open("w") as f:
+        for row in transcript:
+            f.write(json.dumps(row) + "\n")
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     md = to_markdown(report)
     (out / "report.md").write_text(md)

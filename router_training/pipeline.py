@@ -135,7 +135,7 @@ def train_router(
     split = stratified_split(labels, seed=plan.seed)
     progress(f"data: {len(plan.dataset)} prompts, split {len(split.train)}/{len(split.calibration)}/{len(split.heldout)}")
 
-    embedder = get_embedder(plan.embedder)
+    embedder = get_embedder(plan.embedder, **embedder_options(plan))
     vectors = embedder.encode([p.text for p in plan.dataset])
     progress(f"embedded with {plan.embedder} ({vectors.shape[1]} dims)")
     y = np.array(labels)
@@ -173,11 +173,20 @@ def train_router(
         selection={"k": plan.k, "prompts_scored": len(evidence.prompts), "invalid_scores": evidence.invalid,
                    "experts": plan.experts, "maps": selection},
         metrics={**metrics, "threshold": asdict(threshold), "train_seconds": round(time.monotonic() - started, 1)},
+        embedder_options=embedder_options(plan),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     folder = artifact.save(plan.out / f"router-{artifact.version}", model)
     progress(f"router written to {folder}")
     return folder
+
+
+def embedder_options(plan: TrainingPlan) -> dict[str, Any]:
+    """Trained embedders (contrastive, moe) learn from the default dataset's training split; the seed
+    picks that split, so the server must rebuild the embedder with the same one."""
+    from router_training.embedders import get_embedder_class
+
+    return {"seed": plan.seed} if get_embedder_class(plan.embedder).needs_training_data else {}
 
 
 def guard_ties(emap: Any, general: str) -> list[str]:

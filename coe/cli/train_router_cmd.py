@@ -72,6 +72,10 @@ def run_train_router(
     unknown = sorted(set(expert_ids) - {e.id for e in config.experts})
     if unknown:
         raise UsageError(f"--experts names {', '.join(unknown)}, not in the config")
+    from router_training.embedders import get_embedder_class
+
+    if data is not None and get_embedder_class(embedder).needs_training_data:
+        raise UsageError(f"the '{embedder}' embedder trains on the default dataset; with --data use minilm or static")
     dataset = load_jsonl(data) if data else default_dataset()
     if categories:
         dataset = [p for p in dataset if p.category in categories]

@@ -32,6 +32,7 @@ class RouterArtifact:
     maps: dict[str, dict[str, str]]  # mode ("quality", "balanced", "cheap") -> category -> expert
     selection: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    embedder_options: dict[str, Any] = field(default_factory=dict)  # e.g. the seed a trained embedder used
     created: str = ""
     format: int = FORMAT_VERSION
 

@@ -51,7 +51,7 @@ class CategoryRouter:
         from router_training.embedders import get_embedder
 
         artifact, classifier = RouterArtifact.load(folder)
-        return cls(artifact, classifier, get_embedder(artifact.embedder))
+        return cls(artifact, classifier, get_embedder(artifact.embedder, **artifact.embedder_options))
 
     def probabilities(self, messages: Sequence[Mapping[str, str]]) -> list[tuple[str, float]]:
         vector = self.embedder.encode([conversation_text(messages)])
