@@ -79,7 +79,8 @@ async def measure(call, arm: str, max_tokens: int, requests: int, concurrency: i
         nonlocal tokens
         while queue:
             i = queue.pop()
-            tokens += await call(QUESTIONS[i % len(QUESTIONS)], max_tokens)
+            produced = await call(QUESTIONS[i % len(QUESTIONS)], max_tokens)
+            tokens += produced  # read-modify-write after the await, or concurrent workers lose counts
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
