@@ -32,6 +32,7 @@ from coe.protocol import (
 
 log = logging.getLogger(__name__)
 
+
 def parse_request(raw: bytes) -> ChatCompletionRequest:
     try:
         data = json.loads(raw)
