@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from router_training.data import DEFAULT_CAP, DEFAULT_SEED, LabelledPrompt
+from router_training.splits import shuffled_groups
 
 if TYPE_CHECKING:
     import torch
@@ -92,14 +93,7 @@ def balanced_batches(labels: Sequence[str], batch_size: int, rng: random.Random)
     category member in a small batch, where it contributes nothing. Interleaving the per-category
     shuffles round-robin gives every batch of >= 2 x categories a couple of members of each.
     """
-    by_label: dict[str, list[int]] = {}
-    for index, label in enumerate(labels):
-        by_label.setdefault(label, []).append(index)
-    queues = []
-    for label in sorted(by_label):
-        indices = list(by_label[label])
-        rng.shuffle(indices)
-        queues.append(indices)
+    queues = [indices for _label, indices in shuffled_groups(labels, rng)]
     order: list[int] = []
     while any(queues):
         for queue in queues:

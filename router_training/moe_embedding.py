@@ -40,6 +40,7 @@ from router_training.embedder_training import (
     training_key,
 )
 from router_training.embedders import Embedder, _normalise
+from router_training.splits import shuffled_groups
 
 if TYPE_CHECKING:
     import torch
@@ -109,15 +110,9 @@ def moe_cache_path(
 def _validation_part(ids: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Per-category seeded hold-out of ``fraction`` of the items (at least one of each category
     that has two or more), so the step count is chosen on prompts the mixture was not fitted on."""
-    by_label: dict[int, list[int]] = {}
-    for index, label in enumerate(ids):
-        by_label.setdefault(label, []).append(index)
-    rng = random.Random(seed)
     fit: list[int] = []
     validation: list[int] = []
-    for label in sorted(by_label):
-        indices = by_label[label]
-        rng.shuffle(indices)
+    for _label, indices in shuffled_groups(ids, random.Random(seed)):
         n_val = max(1, round(len(indices) * fraction)) if len(indices) >= 2 else 0
         validation += indices[:n_val]
         fit += indices[n_val:]

@@ -19,6 +19,7 @@ import numpy as np
 
 from coe.routing.artifact import RouterArtifact
 from router_training.data import DataFileError, LabelledPrompt
+from router_training.splits import group_by_label
 
 Progress = Callable[[str], None]
 
@@ -60,12 +61,11 @@ def version_stamp() -> str:
 def kshot_sample(dataset: Sequence[LabelledPrompt], pool: Sequence[int], k: int | None, seed: int) -> list[int]:
     """K prompts per category from the training split, seeded; every category gets its own draw."""
     rng = random.Random(seed)
-    by_category: dict[str, list[int]] = {}
-    for i in pool:
-        by_category.setdefault(dataset[i].category, []).append(i)
+    pool = list(pool)
+    by_category = group_by_label([dataset[i].category for i in pool])
     chosen: list[int] = []
     for category in sorted(by_category):
-        items = by_category[category]
+        items = [pool[j] for j in by_category[category]]
         chosen += items if k is None else rng.sample(items, min(k, len(items)))
     return chosen
 

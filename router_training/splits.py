@@ -9,10 +9,33 @@ share in every part; it works on indices so callers can slice cached embedding m
 from __future__ import annotations
 
 import random
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, TypeVar
+
+L = TypeVar("L", bound=Hashable)
 
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.6, 0.2, 0.2)
+
+
+def group_by_label(labels: Sequence[L]) -> dict[L, list[int]]:
+    """Indices of each label, in dataset order."""
+    groups: dict[L, list[int]] = {}
+    for index, label in enumerate(labels):
+        groups.setdefault(label, []).append(index)
+    return groups
+
+
+def shuffled_groups(labels: Sequence[L], rng: random.Random) -> list[tuple[L, list[int]]]:
+    """Each label's indices shuffled by ``rng``, labels in sorted order so dict order never changes
+    the draws: every stratified procedure here (splits, hold-outs, batches) uses these shuffles."""
+    groups = group_by_label(labels)
+    ordered = []
+    for label in sorted(groups):
+        indices = groups[label]
+        rng.shuffle(indices)
+        ordered.append((label, indices))
+    return ordered
 
 
 @dataclass(frozen=True)
@@ -36,16 +59,10 @@ def stratified_split(
     """
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
         raise ValueError(f"fractions must be three positive numbers summing to 1, got {fractions}")
-    by_label: dict[str, list[int]] = {}
-    for index, label in enumerate(labels):
-        by_label.setdefault(label, []).append(index)
-    rng = random.Random(seed)
     train: list[int] = []
     calibration: list[int] = []
     heldout: list[int] = []
-    for label in sorted(by_label):  # sorted: dict order must not change the shuffles
-        indices = by_label[label]
-        rng.shuffle(indices)
+    for _label, indices in shuffled_groups(labels, random.Random(seed)):
         n = len(indices)
         cut1 = round(n * fractions[0])
         cut2 = round(n * (fractions[0] + fractions[1]))
