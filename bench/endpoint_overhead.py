@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -27,12 +26,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from coe.config import EngineOptions, PromptFormat, load_config  # noqa: E402
-from coe.models.resolve import resolve_checkpoint  # noqa: E402
-from coe.protocol import GenerationRequest, SamplingSettings  # noqa: E402
-from tests.integration.server import CoEServer, free_port  # noqa: E402
+from coe.config import EngineOptions, PromptFormat, load_config
+from coe.models.resolve import resolve_checkpoint
+from coe.protocol import GenerationRequest, SamplingSettings
+from coe.serve.subprocess_server import CoEServer, free_port
 
 EXPERT = "smollm2-135m-instruct"
 QUESTIONS = [

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,10 +19,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from router_training import local_analysis as la  # noqa: E402
-from tests.integration.server import CoEServer, free_port  # noqa: E402
+from router_training import local_analysis as la
+from coe.serve.subprocess_server import CoEServer, free_port
 
 EXPERTS = ["smollm2-135m-instruct", "gemma3-270m"]
 JUDGE = "smollm2-135m-instruct"

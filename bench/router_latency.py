@@ -16,18 +16,15 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from router_training.classifiers import train_classifier  # noqa: E402
-from router_training.data import CATEGORIES, default_dataset  # noqa: E402
-from router_training.embedders import get_embedder  # noqa: E402
+from router_training.classifiers import train_classifier
+from router_training.data import CATEGORIES, default_dataset
+from router_training.embedders import get_embedder
 
 EMBEDDERS = ("minilm", "static")
 TOKEN_LENGTHS = (32, 256)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.server import CoEServer, free_port
+from coe.serve.subprocess_server import CoEServer, free_port
 
 SMOL = "smollm2-135m-instruct"
 GEMMA = "gemma3-270m"

@@ -1,7 +1,8 @@
 """Start a real `coe serve` in a subprocess on a free port and stop it by process group.
 
-Like vLLM's RemoteOpenAIServer: the service under test is the real thing (Ray Serve + vLLM engines),
-started the way a user starts it, and polled until healthy. Nothing here kills processes by name.
+Used by the integration tests and the benchmarks (like vLLM's RemoteOpenAIServer): the service is the
+real thing (Ray Serve + vLLM engines), started the way a user starts it, and polled until healthy.
+Nothing here kills processes by name.
 """
 
 from __future__ import annotations
