@@ -125,12 +125,19 @@ class RouterConfig(StrictModel):
     )
 
 
+class StateConfig(StrictModel):
+    """Where replicas share state. Without `redis_url`, each process keeps its own (the embedded default)."""
+
+    redis_url: str | None = Field(None, description="e.g. redis://127.0.0.1:6379/0")
+
+
 class CoEConfig(StrictModel):
     """The whole deployment: which experts exist and how they are served."""
 
     experts: list[ExpertConfig] = Field(..., min_length=1)
     server: ServerConfig = Field(default_factory=ServerConfig)
     router: RouterConfig | None = Field(None, description="Without it, `model=\"coe\"` answers 404.")
+    state: StateConfig = Field(default_factory=StateConfig)
     model_cache_dir: Path | None = Field(
         None, description="Where bundled models are prepared (default: COE_CACHE_DIR or ~/.cache/coe)."
     )
