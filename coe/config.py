@@ -71,6 +71,30 @@ class RemoteExpert(StrictModel):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
+class ScalingOptions(StrictModel):
+    """Ray Serve autoscaling of a local expert's replicas from queue depth (ongoing requests per replica)."""
+
+    min_replicas: int = Field(1, ge=0, description="0 lets a cold expert scale to zero (its first request waits for a boot).")
+    max_replicas: int = Field(1, ge=1)
+    initial_replicas: int | None = Field(None, ge=0, description="Replicas at deploy time (default: min_replicas).")
+    target_ongoing_requests: float = Field(
+        4.0, gt=0, description="Queued + running requests per replica Serve aims for; above it, it scales up."
+    )
+    upscale_delay_s: float = Field(10.0, ge=0)
+    downscale_delay_s: float = Field(300.0, ge=0, description="Idle time before a replica is removed.")
+    downscale_to_zero_delay_s: float | None = Field(
+        None, ge=0, description="Idle time before the last replica goes (default: downscale_delay_s)."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ScalingOptions":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        if self.initial_replicas is not None and not self.min_replicas <= self.initial_replicas <= self.max_replicas:
+            raise ValueError("initial_replicas must lie between min_replicas and max_replicas")
+        return self
+
+
 class ExpertConfig(StrictModel):
     """One expert: local weights served by vLLM, or a remote model through LiteLLM."""
 
@@ -85,6 +109,9 @@ class ExpertConfig(StrictModel):
     )
     prompt_format: PromptFormat = PromptFormat.chat
     engine: EngineOptions = Field(default_factory=EngineOptions)
+    scaling: ScalingOptions | None = Field(
+        None, description="Autoscaling of the expert's replicas (Ray Serve); without it, one fixed replica."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "ExpertConfig":
@@ -114,6 +141,10 @@ class ServerConfig(StrictModel):
     ingress_max_ongoing_requests: int = Field(
         256, ge=1, description="Concurrent requests one ingress replica accepts (streams count)."
     )
+    rate_limit_requests: int | None = Field(
+        None, ge=1, description="Requests per API key (Authorization bearer) per window; none: unlimited."
+    )
+    rate_limit_window_s: float = Field(60.0, gt=0, description="Length of a rate-limit window (fixed windows).")
 
 
 class RouterConfig(StrictModel):
@@ -128,7 +159,28 @@ class RouterConfig(StrictModel):
 class StateConfig(StrictModel):
     """Where replicas share state. Without `redis_url`, each process keeps its own (the embedded default)."""
 
-    redis_url: str | None = Field(None, description="e.g. redis://127.0.0.1:6379/0")
+    redis_url: str | None = Field(None, description="e.g. redis://127.0.0.1:6379/0 (env COE_REDIS_URL overrides)")
+    key_prefix: str = Field("coe:", description="Prefix of every key CoE writes, so deployments can share a Redis.")
+    redis_timeout_s: float = Field(
+        0.25, gt=0, description="Socket timeout per Redis call: past it, requests go on with local state."
+    )
+    retry_interval_s: float = Field(1.0, gt=0, description="How often an unreachable Redis is probed again.")
+    affinity_ttl_s: float = Field(86_400, gt=0, description="How long a conversation's expert is remembered.")
+
+
+class ClusterConfig(StrictModel):
+    """How the application is laid out on a Ray cluster (`coe deploy config` writes it into the Serve config)."""
+
+    ingress_replicas: int = Field(1, ge=1, description="Replicas of the HTTP ingress; they share state through Redis.")
+    ingress_max_replicas_per_node: int | None = Field(
+        None, ge=1, description="1 spreads ingress replicas over nodes (a node failure then loses one replica)."
+    )
+    proxy_location: str = Field(
+        "HeadOnly", pattern="^(HeadOnly|EveryNode|Disabled)$",
+        description="Where Ray Serve runs HTTP proxies. EveryNode needs one free port per node.",
+    )
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8000, ge=1, le=65535)
 
 
 class CoEConfig(StrictModel):
@@ -138,6 +190,7 @@ class CoEConfig(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     router: RouterConfig | None = Field(None, description="Without it, `model=\"coe\"` answers 404.")
     state: StateConfig = Field(default_factory=StateConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     model_cache_dir: Path | None = Field(
         None, description="Where bundled models are prepared (default: COE_CACHE_DIR or ~/.cache/coe)."
     )

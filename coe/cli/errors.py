@@ -21,6 +21,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from coe.errors import CoEError
     from coe.models.resolve import CheckpointError
     from coe.routing.artifact import RouterArtifactError
+    from coe.cli.deploy_cmd import DeployError
 
     from router_training.classifiers import UnknownClassifier
     from router_training.data import DataFileError, DataPackageMissing
@@ -30,6 +31,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (
         ConfigError, ModelPackageMissing, CheckpointError, RouterArtifactError, CoEError, UsageError,
         DataFileError, DataPackageMissing, UnknownEmbedder, UnknownClassifier, UnknownScorerError,
+        DeployError,
     )
 
 

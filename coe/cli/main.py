@@ -27,12 +27,13 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: from config).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port to listen on (default: from config).")] = None,
+    redis_url: Annotated[Optional[str], typer.Option(help="Share state through this Redis (default: state.redis_url).")] = None,
 ) -> None:
     """Serve the experts of a coe.yaml behind one OpenAI-compatible endpoint (local Ray)."""
     with fail_cleanly():
         from coe.cli.serve_cmd import run_serve
 
-        run_serve(config, host, port)
+        run_serve(config, host, port, redis_url)
 
 
 @app.command()
@@ -87,6 +88,43 @@ def train_router(
             judge_api_base=judge_api_base, embedder=embedder, classifier=classifier, seed=seed,
         )
         typer.echo(str(folder))
+
+
+deploy_app = typer.Typer(help="Run CoE on a Ray cluster: Serve config, submit, status.", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
+DashboardOption = Annotated[
+    str, typer.Option("--address", "-a", envvar="RAY_DASHBOARD_ADDRESS", help="Ray dashboard address of the cluster.")
+]
+
+
+@deploy_app.command("config")
+def deploy_config(
+    config: ConfigOption = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (default: print).")] = None,
+) -> None:
+    """Write the Ray Serve config (serve deploy / KubeRay serveConfigV2) for a coe.yaml."""
+    with fail_cleanly():
+        from coe.cli.deploy_cmd import run_config
+
+        run_config(config, out)
+
+
+@deploy_app.command("apply")
+def deploy_apply(config: ConfigOption = None, address: DashboardOption = "http://127.0.0.1:8265") -> None:
+    """Build the Serve config from a coe.yaml and submit it to a running Ray cluster (like `serve deploy`)."""
+    with fail_cleanly():
+        from coe.cli.deploy_cmd import run_apply
+
+        run_apply(config, address)
+
+
+@deploy_app.command("status")
+def deploy_status(address: DashboardOption = "http://127.0.0.1:8265") -> None:
+    """Each CoE deployment on the cluster: status, running replicas, their nodes."""
+    with fail_cleanly():
+        from coe.cli.deploy_cmd import run_status
+
+        run_status(address)
 
 
 def main() -> None:

@@ -12,8 +12,10 @@ from coe.models.resolve import resolve_checkpoint
 console = Console(stderr=True)
 
 
-def run_serve(config_path: Path | None, host: str | None, port: int | None) -> None:
+def run_serve(config_path: Path | None, host: str | None, port: int | None, redis_url: str | None = None) -> None:
     config = load_config(config_path)
+    if redis_url is not None:
+        config.state.redis_url = redis_url
     if host is not None:
         config.server.host = host
     if port is not None:

@@ -9,11 +9,11 @@ which every later turn of the same conversation repeats.
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from coe.routing.router import RoutingDecision
+from coe.state.store import InMemoryStore, StateStore
 
 
 def conversation_key(messages: Sequence[Mapping[str, str]], conversation_id: str | None) -> str:
@@ -32,15 +32,30 @@ def is_follow_up(messages: Sequence[Mapping[str, str]]) -> bool:
 
 
 class AffinityTable:
-    """Bounded LRU of conversation -> (expert, category). In-process; Redis-shared in a later issue."""
+    """Conversation -> (expert, category), kept in the StateStore so every ingress replica agrees.
 
-    def __init__(self, switch_confidence: float = 0.8, capacity: int = 100_000) -> None:
+    With Redis configured, a follow-up turn that lands on another replica (or another node) still finds
+    its conversation; without it, the embedded store keeps it per process. Entries expire after
+    `ttl_s` of inactivity instead of being evicted by count, so a store shared by many replicas stays
+    bounded without coordination.
+    """
+
+    PREFIX = "affinity:"
+
+    def __init__(self, switch_confidence: float = 0.8, store: StateStore | None = None, ttl_s: float = 86_400) -> None:
         self.switch_confidence = switch_confidence
-        self.capacity = capacity
-        self._table: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self.store = store if store is not None else InMemoryStore()
+        self.ttl_s = ttl_s
 
-    def apply(self, key: str, decision: RoutingDecision, follow_up: bool) -> RoutingDecision:
-        held = self._table.get(key)
+    async def held(self, key: str) -> tuple[str, str] | None:
+        value = await self.store.get(self.PREFIX + key)
+        if value is None or "\t" not in value:
+            return None
+        expert, category = value.split("\t", 1)
+        return expert, category
+
+    async def apply(self, key: str, decision: RoutingDecision, follow_up: bool) -> RoutingDecision:
+        held = await self.held(key)
         record = (decision.expert, decision.category)
         if held is not None and follow_up and held[0] != decision.expert:
             topic_changed = (
@@ -49,8 +64,5 @@ class AffinityTable:
             if not topic_changed:
                 decision = replace(decision, expert=held[0], reason=f"{decision.reason}; kept on {held[0]} (conversation affinity)")
                 record = held
-        self._table[key] = record
-        self._table.move_to_end(key)
-        while len(self._table) > self.capacity:
-            self._table.popitem(last=False)
+        await self.store.set(self.PREFIX + key, "\t".join(record), self.ttl_s)
         return decision

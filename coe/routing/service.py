@@ -9,18 +9,25 @@ from pathlib import Path
 from coe.routing.affinity import AffinityTable, conversation_key, is_follow_up
 from coe.routing.knobs import parse_knob
 from coe.routing.router import CategoryRouter, RoutingDecision
+from coe.state.store import StateStore
 
 
 class RoutingService:
-    def __init__(self, router: CategoryRouter, switch_confidence: float = 0.8) -> None:
+    def __init__(
+        self, router: CategoryRouter, switch_confidence: float = 0.8, store: StateStore | None = None,
+        affinity_ttl_s: float = 86_400,
+    ) -> None:
         self.router = router
-        self.affinity = AffinityTable(switch_confidence)
+        self.affinity = AffinityTable(switch_confidence, store, affinity_ttl_s)
 
     @classmethod
-    def load(cls, artifact: Path, known_experts: set[str], switch_confidence: float = 0.8) -> "RoutingService":
+    def load(
+        cls, artifact: Path, known_experts: set[str], switch_confidence: float = 0.8, store: StateStore | None = None,
+        affinity_ttl_s: float = 86_400,
+    ) -> "RoutingService":
         router = CategoryRouter.load(artifact)
         router.artifact.check_experts(known_experts)
-        return cls(router, switch_confidence)
+        return cls(router, switch_confidence, store, affinity_ttl_s)
 
     async def route(
         self, messages: Sequence[Mapping[str, str]], model: str, conversation_id: str | None = None
@@ -28,4 +35,4 @@ class RoutingService:
         knob = parse_knob(model)
         # Embedding is CPU work (milliseconds to tens of ms): keep it off the ingress event loop.
         decision = await asyncio.to_thread(self.router.decide, messages, knob)
-        return self.affinity.apply(conversation_key(messages, conversation_id), decision, is_follow_up(messages))
+        return await self.affinity.apply(conversation_key(messages, conversation_id), decision, is_follow_up(messages))

@@ -8,10 +8,8 @@ from pathlib import Path
 
 from coe.config import CoEConfig, ExpertConfig, PromptFormat
 from coe.experts.base import ExpertInfo
-from coe.experts.vllm_backend import engine_env
 from coe.models.resolve import resolve_checkpoint
-
-INGRESS_CPUS = 0.25
+from coe.serve.serve_config import INGRESS_CPUS, expert_options, ingress_options
 
 
 def expert_info(expert: ExpertConfig, checkpoint: Path | None) -> ExpertInfo:
@@ -40,27 +38,22 @@ def build_application(config: CoEConfig, checkpoints: dict[str, Path] | None = N
         if expert.remote is not None:
             continue
         path = checkpoints.setdefault(expert.id, resolve_checkpoint(expert, config.model_cache_dir))
-        deployment = serve.deployment(
-            ExpertDeployment,
-            name=f"expert-{expert.id}",
-            max_ongoing_requests=max(64, 4 * expert.engine.max_num_seqs),
-            health_check_period_s=10,
-            health_check_timeout_s=60,
-            ray_actor_options={
-                "num_cpus": expert.engine.num_cpus,
-                "runtime_env": {"env_vars": engine_env(expert.engine)},
-            },
-        )
+        deployment = serve.deployment(ExpertDeployment, **expert_options(expert))  # replicas, autoscaling, resources
         handles[expert.id] = deployment.bind(expert, str(path))
     infos = [expert_info(e, checkpoints.get(e.id)) for e in config.experts]
-    ingress = serve.deployment(
-        serve.ingress()(Ingress),
-        name="ingress",
-        max_ongoing_requests=config.server.ingress_max_ongoing_requests,
-        ray_actor_options={"num_cpus": INGRESS_CPUS},
-    )
+    ingress = serve.deployment(serve.ingress()(Ingress), **ingress_options(config))
     return ingress.bind(config, infos, handles)
 
 
+def app_from_args(args: dict):  # -> serve.Application
+    """The Serve config's `import_path` (see deploy/): `args.config` is the coe.yaml, as a mapping."""
+    from coe.config import parse_config
+
+    if not isinstance(args, dict) or "config" not in args:
+        raise ValueError("the Serve config's args must be {config: <coe.yaml mapping>}; run `coe deploy config`")
+    return build_application(parse_config(args["config"], "serve config args.config"))
+
+
 def required_cpus(config: CoEConfig) -> float:
-    return INGRESS_CPUS + sum(e.engine.num_cpus for e in config.experts if e.remote is None)
+    ingress = INGRESS_CPUS * config.cluster.ingress_replicas
+    return ingress + sum(e.engine.num_cpus for e in config.experts if e.remote is None)

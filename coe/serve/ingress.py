@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from coe.api.app import build_app
+from coe.api.shared_state import SharedState
 from coe.api.state import ApiState
 from coe.config import CoEConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
@@ -24,12 +25,18 @@ class Ingress:
                 experts[expert.id] = LiteLLMBackend(expert.id, expert.remote)
             else:
                 experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id])
+        self.shared = SharedState.for_config(config)  # store (Redis or in-process), rate limits, stats
         router = None
         if config.router is not None:
             from coe.routing.service import RoutingService
 
-            router = RoutingService.load(config.router.artifact, set(experts), config.router.switch_confidence)
+            router = RoutingService.load(
+                config.router.artifact, set(experts), config.router.switch_confidence,
+                store=self.shared.store, affinity_ttl_s=config.state.affinity_ttl_s,
+            )
         self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router)
 
     def __serve_build_asgi_app__(self) -> Any:
-        return build_app(self.state)
+        app = build_app(self.state)
+        self.shared.install(app, list(self.state.infos))
+        return app

@@ -100,3 +100,24 @@ class InMemoryStore(StateStore):
         if isinstance(table, dict):
             for field in fields:
                 table.pop(field, None)
+
+    # -- used by ResilientStore, which keeps this store as a mirror of what it wrote to Redis --
+
+    async def mirror_counter(self, key: str, value: int, ttl_s: float | None = None) -> None:
+        """Records a counter's value as Redis reported it; `ttl_s` applies only if the key is new here."""
+        new = self._live(key) is None
+        self._values[key] = str(value)
+        if new:
+            self._expire(key, ttl_s)
+
+    def entries(self) -> list[tuple[str, str | dict[str, str], float | None]]:
+        """Every live key as (key, value or hash copy, seconds left or None): what a resync writes back."""
+        now = time.monotonic()
+        out: list[tuple[str, str | dict[str, str], float | None]] = []
+        for key in list(self._values):
+            value = self._live(key)
+            if value is None:
+                continue
+            deadline = self._expires.get(key)
+            out.append((key, dict(value) if isinstance(value, dict) else value, None if deadline is None else deadline - now))
+        return out

@@ -20,24 +20,27 @@ def test_every_turn_of_a_conversation_has_the_same_key() -> None:
     assert not is_follow_up(FIRST) and is_follow_up(SECOND)
 
 
-def test_follow_up_stays_unless_confident_topic_change() -> None:
+async def test_follow_up_stays_unless_confident_topic_change() -> None:
     table = AffinityTable(switch_confidence=0.8)
     key = conversation_key(FIRST, None)
-    assert table.apply(key, _decision("writer", "writing", 0.9), follow_up=False).expert == "writer"
-    kept = table.apply(key, _decision("coder", "coding", 0.6), follow_up=True)
+    assert (await table.apply(key, _decision("writer", "writing", 0.9), follow_up=False)).expert == "writer"
+    kept = await table.apply(key, _decision("coder", "coding", 0.6), follow_up=True)
     assert kept.expert == "writer" and "affinity" in kept.reason
-    assert table.apply(key, _decision("general", "coding", 0.95, fallback=True), True).expert == "writer"
-    moved = table.apply(key, _decision("coder", "coding", 0.9), follow_up=True)
+    assert (await table.apply(key, _decision("general", "coding", 0.95, fallback=True), True)).expert == "writer"
+    moved = await table.apply(key, _decision("coder", "coding", 0.9), follow_up=True)
     assert moved.expert == "coder"
-    assert table.apply(key, _decision("writer", "writing", 0.7), follow_up=True).expert == "coder"
+    assert (await table.apply(key, _decision("writer", "writing", 0.7), follow_up=True)).expert == "coder"
 
 
-def test_new_conversations_are_routed_freshly_and_table_is_bounded() -> None:
-    table = AffinityTable(capacity=2)
-    for i in range(5):
-        table.apply(f"k{i}", _decision("a", "c", 0.9), follow_up=False)
-    assert len(table._table) == 2
-    assert table.apply("k0", _decision("b", "d", 0.1), follow_up=True).expert == "b"
+async def test_entries_expire_so_the_shared_table_stays_bounded() -> None:
+    import asyncio
+
+    table = AffinityTable(ttl_s=0.05)
+    await table.apply("k0", _decision("a", "c", 0.9), follow_up=False)
+    assert await table.held("k0") == ("a", "c")
+    await asyncio.sleep(0.08)
+    assert await table.held("k0") is None
+    assert (await table.apply("k0", _decision("b", "d", 0.1), follow_up=True)).expert == "b"
 
 
 def test_conversation_text_puts_newest_user_turn_first() -> None:

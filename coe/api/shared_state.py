@@ -1,0 +1,113 @@
+"""What the HTTP layer adds when replicas share state: rate limits, per-expert stats, where a response
+came from, and `/metrics`.
+
+Installed on the FastAPI app by the ingress (and by tests on a bare app). Everything goes through one
+`StateStore`, so with Redis configured every ingress replica on every node counts against the same
+budgets and reports the same cluster-wide stats. The store never fails a request: with Redis down,
+`ResilientStore` answers from local state and `/metrics` says so (`coe_state_redis_up 0`).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse, Response
+
+from coe.api.errors import error_response
+from coe.api.ratelimit import RateLimiter, RateLimitExceeded, api_key_of
+from coe.config import CoEConfig
+from coe.state.factory import backend_name, open_store
+from coe.state.store import StateStore
+
+
+def node_id() -> str:
+    """The Ray node this replica runs on (outside Ray: the host name), for `x-coe-node`."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - identification only; never fail a replica over it
+        pass
+    return socket.gethostname()
+
+
+@dataclass
+class SharedState:
+    store: StateStore
+    limiter: RateLimiter | None = None
+    node: str = field(default_factory=node_id)
+    rejected: int = 0
+
+    @classmethod
+    def for_config(cls, config: CoEConfig) -> "SharedState":
+        store = open_store(config.state)
+        limiter = None
+        if config.server.rate_limit_requests is not None:
+            limiter = RateLimiter(store, config.server.rate_limit_requests, config.server.rate_limit_window_s)
+        return cls(store, limiter)
+
+    def _headers(self) -> dict[str, str]:
+        return {"x-coe-node": self.node, "x-coe-state": backend_name(self.store)}
+
+    async def record(self, expert: str, elapsed_ms: float, status: int) -> None:
+        """Per-expert load and latency (to the response head: first token when streaming), cluster-wide."""
+        await self.store.incr(f"stats:{expert}:requests")
+        await self.store.incr(f"stats:{expert}:latency_ms_total", int(round(elapsed_ms)))
+        if status >= 500:
+            await self.store.incr(f"stats:{expert}:errors")
+
+    def install(self, app: FastAPI, experts: list[str]) -> None:
+        @app.middleware("http")
+        async def _shared_state(request: Request, call_next) -> Response:  # noqa: ANN001
+            if self.limiter is not None and request.method == "POST" and request.url.path.startswith("/v1/"):
+                try:
+                    await self.limiter.check(api_key_of(request.headers.get("authorization")))
+                except RateLimitExceeded as err:
+                    self.rejected += 1
+                    response = error_response(err)
+                    response.headers["retry-after"] = str(getattr(err, "retry_after_s", 1))
+                    response.headers.update(self._headers())
+                    return response
+            start = time.perf_counter()
+            response = await call_next(request)
+            expert = response.headers.get("x-coe-expert")
+            if expert:
+                await self.record(expert, (time.perf_counter() - start) * 1000, response.status_code)
+            response.headers.update(self._headers())
+            return response
+
+        @app.get("/metrics", include_in_schema=False)
+        async def _metrics() -> PlainTextResponse:
+            return PlainTextResponse(await self.metrics_text(experts), media_type="text/plain; version=0.0.4")
+
+    async def metrics_text(self, experts: list[str]) -> str:
+        from coe.state.resilient import ResilientStore
+
+        store = self.store
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+            lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
+            lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+        if isinstance(store, ResilientStore):
+            await store.available()  # probe now, so the gauge is current even without traffic
+            metric("coe_state_redis_up", "gauge", "1 while shared state is on Redis, 0 while this replica runs on local state",
+                   [("", 1 if store.redis_up else 0)])
+            metric("coe_state_redis_outages_total", "counter", "Times this replica lost Redis", [("", store.outages)])
+            metric("coe_state_redis_resyncs_total", "counter", "Times this replica resynced Redis after an outage",
+                   [("", store.resyncs)])
+            metric("coe_state_pending_writes", "gauge", "Writes waiting for Redis to come back", [("", store.pending_writes)])
+        metric("coe_ratelimit_rejected_total", "counter", "Requests this replica refused with 429", [("", self.rejected)])
+        requests, latency = [], []
+        for expert in experts:
+            label = '{expert="%s"}' % expert
+            requests.append((label, int(await store.get(f"stats:{expert}:requests") or 0)))
+            latency.append((label, int(await store.get(f"stats:{expert}:latency_ms_total") or 0)))
+        metric("coe_expert_requests_total", "counter", "Requests answered per expert, all replicas (shared state)", requests)
+        metric("coe_expert_latency_ms_total", "counter", "Sum of time to response head per expert, all replicas", latency)
+        return "\n".join(lines) + "\n"
