@@ -12,10 +12,14 @@ from typing import Annotated, Optional
 import typer
 
 from coe.cli.errors import fail_cleanly
+from coe.cli.eval_cmd import eval_app
+from coe.cli.leaderboard_cmd import leaderboard
 from coe.cli.models_cmd import models_app
 
 app = typer.Typer(help="CoE: one OpenAI-compatible endpoint over a composition of expert LLMs.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
+app.command("leaderboard")(leaderboard)
 
 ConfigOption = Annotated[
     Optional[Path], typer.Option("--config", "-c", help="coe.yaml to use (default: the bundled one).")
