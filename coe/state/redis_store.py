@@ -95,5 +95,11 @@ class RedisStore(StateStore):
         await self._client.hset(self._k(key), mapping=mapping)
         return True
 
+    async def hset_missing_fields(self, key: str, mapping: dict[str, str]) -> int:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for field, value in mapping.items():
+                pipe.hsetnx(self._k(key), field, value)
+            return sum(int(x) for x in await pipe.execute())
+
     async def close(self) -> None:
         await self._client.aclose()

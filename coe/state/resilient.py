@@ -7,9 +7,11 @@ answering, reads and writes continue on the mirror, the outage is logged once an
 operation probes Redis; when it answers again the queue is replayed and local keys Redis lost (a
 restarted, empty Redis) are written back, then Redis is the source of truth again.
 
-Merging rules on resync: strings and hashes written during the outage overwrite Redis's copy (they
-are newer); counters add the increments made during the outage, or restore the local total where
-Redis lost the key; every other local key is written back only where Redis has none.
+Merging rules on resync: strings and hash fields written during the outage overwrite Redis's copy
+(they are newer), and hashes touched during the outage get back the fields Redis lost; counters add
+the increments made during the outage, or restore the local total where Redis lost the key; every
+other local key is written back only where Redis has none. Concurrent writers during an outage are
+not serialised: the last replica to resync wins a string, which suits hints like affinity and stats.
 """
 
 from __future__ import annotations
@@ -176,6 +178,7 @@ class ResilientStore(StateStore):
     async def _resync(self) -> int:
         """Replays the outage's writes, then restores keys Redis lost. Raises if Redis drops again."""
         restored = 0
+        touched_hashes = {p.key for p in self._pending if p.op in ("hset", "hdel")}
         while self._pending:
             await self._apply(self._pending[0])
             self._pending.popleft()
@@ -195,7 +198,10 @@ class ResilientStore(StateStore):
             if left is not None and left <= 0:
                 continue
             if isinstance(value, dict):
-                restored += await self.remote.hset_if_absent(key, value)
+                if key in touched_hashes:  # this replica's copy is the newest: restore fields Redis lost
+                    restored += await self.remote.hset_missing_fields(key, value)
+                else:
+                    restored += await self.remote.hset_if_absent(key, value)
             else:
                 restored += await self.remote.set_if_absent(key, value, left)
         return restored
