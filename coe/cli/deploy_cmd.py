@@ -59,15 +59,38 @@ def dump_serve_config(serve_config: dict[str, Any], source: str, out: str) -> st
     return HEADER.format(source=source, out=out) + yaml.safe_dump(serve_config, sort_keys=False)
 
 
-def run_config(config_path: Path | None, out: Path | None) -> None:
+def embed_in_rayservice(manifest: str, serve_config: dict[str, Any]) -> str:
+    """Replaces the `serveConfigV2: |` block of a RayService manifest, keeping the rest (and its comments)."""
+    lines = manifest.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        stripped = line.lstrip()
+        if stripped.startswith("serveConfigV2:") and stripped.rstrip().endswith("|"):
+            indent = len(line) - len(stripped)
+            end = i + 1
+            while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+                end += 1
+            pad = " " * (indent + 2)
+            body = [pad + row + "\n" for row in yaml.safe_dump(serve_config, sort_keys=False).splitlines()]
+            return "".join(lines[: i + 1] + body + lines[end:])
+    raise DeployError("the manifest has no `serveConfigV2: |` block to fill in")
+
+
+def run_config(config_path: Path | None, out: Path | None, kuberay: Path | None = None) -> None:
     serve_config = serve_config_for(config_path)
     text = dump_serve_config(serve_config, str(config_path or "<default>"), str(out or "serve_config.yaml"))
-    if out is None:
+    if out is None and kuberay is None:
         print(text, end="")
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    console.print(f"wrote {out}", highlight=False)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        console.print(f"wrote {out}", highlight=False)
+    if kuberay is not None:
+        try:
+            manifest = kuberay.read_text()
+        except OSError as err:
+            raise DeployError(f"cannot read the RayService manifest {kuberay}: {err.strerror}") from None
+        kuberay.write_text(embed_in_rayservice(manifest, serve_config))
+        console.print(f"updated serveConfigV2 in {kuberay}", highlight=False)
 
 
 def _client(address: str):  # -> ServeSubmissionClient

@@ -105,12 +105,13 @@ DashboardOption = Annotated[
 def deploy_config(
     config: ConfigOption = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write here (default: print).")] = None,
+    kuberay: Annotated[Optional[Path], typer.Option(help="Also embed it as serveConfigV2 in this RayService manifest.")] = None,
 ) -> None:
     """Write the Ray Serve config (serve deploy / KubeRay serveConfigV2) for a coe.yaml."""
     with fail_cleanly():
         from coe.cli.deploy_cmd import run_config
 
-        run_config(config, out)
+        run_config(config, out, kuberay)
 
 
 @deploy_app.command("apply")
