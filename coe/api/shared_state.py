@@ -9,6 +9,7 @@ budgets and reports the same cluster-wide stats. The store never fails a request
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class SharedState:
     limiter: RateLimiter | None = None
     node: str = field(default_factory=node_id)
     rejected: int = 0
+    _pending: set[asyncio.Task] = field(default_factory=set, repr=False)
 
     @classmethod
     def for_config(cls, config: CoEConfig) -> "SharedState":
@@ -75,8 +77,10 @@ class SharedState:
             start = time.perf_counter()
             response = await call_next(request)
             expert = response.headers.get("x-coe-expert")
-            if expert:
-                await self.record(expert, (time.perf_counter() - start) * 1000, response.status_code)
+            if expert:  # off the response path: stats must not add a Redis round trip to every request
+                task = asyncio.create_task(self.record(expert, (time.perf_counter() - start) * 1000, response.status_code))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
             response.headers.update(self._headers())
             return response
 

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from coe.serve.subprocess_server import free_port
-from tests.unit.state.redis_server import RedisServer
+from coe.state.redis_server import RedisServer
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = REPO / "deploy" / "serve_config.yaml"
@@ -163,7 +163,11 @@ def test_coe_on_two_ray_nodes_serves_from_both(cluster: dict) -> None:
     assert set(served) == ingress_nodes, f"requests per node: {dict(served)}"
 
     # Both nodes' replicas counted into the same Redis.
-    assert cluster["redis"].command("get", f"coe:stats:{EXPERT}:requests") == str(REQUESTS)
+    counted = lambda: cluster["redis"].command("get", f"coe:stats:{EXPERT}:requests")  # noqa: E731
+    deadline = time.monotonic() + 10  # stats are written just after each response
+    while counted() != str(REQUESTS) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counted() == str(REQUESTS)
     status = run([str(BIN / "coe"), "deploy", "status", "-a", cluster["address"]], cluster["env"])
     assert status.returncode == 0, status.stderr
     assert re.search(r"ingress\s.*HEALTHY\s.*2", status.stdout), status.stdout

@@ -27,7 +27,7 @@ from coe.routing.artifact import RouterArtifact
 from coe.routing.router import CategoryRouter
 from coe.routing.service import RoutingService
 from tests.unit.api.test_chat_api import FakeEchoBackend
-from tests.unit.state.redis_server import RedisServer
+from coe.state.redis_server import RedisServer
 
 LIMIT = 6
 WINDOW_S = 600.0
@@ -153,6 +153,7 @@ async def test_two_replicas_share_state_and_survive_a_redis_restart(redis_server
     assert codes == [200] * LIMIT + [429] * LIMIT
 
     # Per-expert stats are cluster-wide: both replicas report the same totals from Redis.
+    await asyncio.gather(*shared_a._pending, *shared_b._pending)  # stats are written after the response
     metrics_a, metrics_b = (await a.get("/metrics")).text, (await b.get("/metrics")).text
     total = re.search(r'^coe_expert_requests_total\{expert="writer"\} (\d+)', metrics_a, re.M)
     assert total and int(total.group(1)) > 0

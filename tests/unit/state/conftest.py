@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.state.redis_server import RedisServer
+from coe.state.redis_server import RedisServer
 
 
 @pytest.fixture

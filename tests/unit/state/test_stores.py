@@ -12,7 +12,7 @@ from coe.config import StateConfig
 from coe.state import InMemoryStore, open_store
 from coe.state.redis_store import RedisStore
 from coe.state.resilient import ResilientStore
-from tests.unit.state.redis_server import RedisServer
+from coe.state.redis_server import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis", "resilient"])

@@ -1,4 +1,5 @@
-"""A real redis-server on a free port, started and stopped by this test process (never by name)."""
+"""A real redis-server on a free port, started and stopped by its owner (never by name): for tests and
+benchmarks, like `coe.serve.subprocess_server` for the service."""
 
 from __future__ import annotations
 
