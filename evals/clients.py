@@ -99,6 +99,7 @@ class LiteLLMClient:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch at import
         import litellm
 
+        litellm.suppress_debug_info = True  # no "Give Feedback" banner on every refused request
         extra = {"api_base": self.api_base, "api_key": "unused"} if self.api_base else {}
         start = time.perf_counter()
         try:
