@@ -132,6 +132,16 @@ def deploy_status(address: DashboardOption = "http://127.0.0.1:8265") -> None:
         run_status(address)
 
 
+# Specialists and in-model MoE (issue 8): the command modules import only typer/rich at load time.
+from coe.cli.finetune_cmd import finetune as _finetune  # noqa: E402
+from coe.cli.moe_stats_cmd import moe_stats as _moe_stats  # noqa: E402
+from coe.cli.upcycle_cmd import upcycle as _upcycle  # noqa: E402
+
+app.command("finetune")(_finetune)
+app.command("upcycle")(_upcycle)
+app.command("moe-stats")(_moe_stats)
+
+
 def main() -> None:
     app()
 
