@@ -112,7 +112,7 @@ def lora_finetune(base: Path, examples: Sequence[Example], settings: TrainSettin
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimiser.step()
         schedule.step()
-        log.losses.append(float(loss))
+        log.losses.append(loss.item())
         log.examples_seen += len(rows)
         if progress and (step % 10 == 0 or step == settings.steps - 1):
             elapsed = time.monotonic() - started

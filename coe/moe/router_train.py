@@ -54,7 +54,7 @@ def train_router(folder: Path, texts: Sequence[tuple[str, int]], steps: int, lr:
         optimiser.zero_grad()
         total.backward()
         optimiser.step()
-        losses.append(float(total))
+        losses.append(total.item())
         if progress and (step % 10 == 0 or step == steps - 1):
             progress(f"  router step {step + 1}/{steps}: loss {losses[-1]:.4f}")
     trained = {name.replace(".mlp.gate.", ".block_sparse_moe.gate."): p.detach() for name, p in gates.items()}
