@@ -115,6 +115,7 @@ def score_answers(items: Sequence[LocalItem], experts: Sequence[str], answer: An
 def evaluate(matrix: np.ndarray, categories: Sequence[str], experts: Sequence[str],
              k_list: Sequence[int | None], seeds: int) -> dict:
     """Per seed: half of each category selects, the other half tests. Means over seeds with 2.5/97.5%."""
+    from evals.routing_analysis import headroom_share, yardsticks
     from router_training.kshot import select_experts
     from router_training.pipeline import guard_ties
 
@@ -130,8 +131,7 @@ def evaluate(matrix: np.ndarray, categories: Sequence[str], experts: Sequence[st
         tr, te = np.array(train), np.array(test)
         s_te = np.nan_to_num(matrix[te], nan=0.0)
         best = int(np.nanargmax(np.nanmean(matrix[tr], axis=0)))
-        results = {"best single": s_te[:, best].mean(), "oracle": s_te.max(axis=1).mean(),
-                   "random": s_te.mean(axis=1).mean()}
+        results = yardsticks(s_te, best)
         for k in k_list:
             emap = select_experts(matrix[tr], cats[tr], experts, k=k, seed=seed)
             guard_ties(emap, experts[best])
@@ -141,7 +141,7 @@ def evaluate(matrix: np.ndarray, categories: Sequence[str], experts: Sequence[st
             rows.setdefault(name, []).append(float(value))
     summary = {}
     for name, values in rows.items():
-        gains = [(v - b) / (o - b) if o > b else 0.0 for v, b, o in zip(values, rows["best single"], rows["oracle"])]
+        gains = [headroom_share(v, b, o) for v, b, o in zip(values, rows["best single"], rows["oracle"])]
         summary[name] = {"mean": float(np.mean(values)), "lo": float(np.percentile(values, 2.5)),
                          "hi": float(np.percentile(values, 97.5)), "headroom": float(np.mean(gains)),
                          "headroom_lo": float(np.percentile(gains, 2.5)), "headroom_hi": float(np.percentile(gains, 97.5))}

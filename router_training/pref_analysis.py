@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from evals.routing_analysis import yardsticks
 from router_training.pref_routers import (
     Routed,
     Split,
@@ -213,15 +214,12 @@ def _run_analysis(
             s_te = s[test]
             rows = np.arange(len(test))
             best = sp.best_single()
+            base = yardsticks(s_te, best)
             result = {
                 "seed": seed,
                 "experts": [data.models[j] for j in members],
                 "best_single": data.models[members[best]],
-                "scores": {
-                    "best single (train)": float(s_te[:, best].mean()),
-                    "random": float(s_te.mean()),
-                    "oracle": float(s_te.max(axis=1).mean()),
-                },
+                "scores": {"best single (train)": base["best single"], "random": base["random"], "oracle": base["oracle"]},
                 "info": {},
             }
             for name, fn in variants:
