@@ -22,12 +22,12 @@ BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test bench bench-routing install install-dev models redis-server clean
+.PHONY: serve test bench bench-routing install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
 
 serve: install models
 	$(COE) serve
 
-test: install-dev models redis-server
+test: install-dev models redis-server chromium
 	$(BIN)/python -m pytest -ra
 
 bench: install-dev models
@@ -38,6 +38,18 @@ bench: install-dev models
 bench-routing: install-dev models
 	$(BIN)/python bench/local_routing.py
 	$(COE) train-router --alpacaeval-analysis --out bench/results
+
+# Full benchmark runs of the default arrangement (each expert alone, plus model=coe with ROUTER=<artifact>),
+# judged by the local SmolLM2 unless EVAL_ARGS names another judge (--judge, --judge-api-base). At FastChat's
+# token limits this takes hours on 2 CPU cores; EVAL_ARGS="--max-tokens 64 --judge-max-tokens 64" is what the
+# README's numbers used. Reruns resume from the caches in evals/results/.
+EVAL_ARGS ?=
+ROUTER ?=
+eval-mtbench: install-dev models
+	$(BIN)/python -m evals.full_run mt-bench $(if $(ROUTER),--router $(ROUTER)) $(EVAL_ARGS)
+
+eval-arena-hard: install-dev models
+	$(BIN)/python -m evals.full_run arena-hard $(if $(ROUTER),--router $(ROUTER)) $(EVAL_ARGS)
 
 install: $(STAMPS)/cpu
 install-dev: $(STAMPS)/dev
@@ -66,6 +78,11 @@ models: install
 redis-server:
 	@command -v redis-server >/dev/null || { echo ">> installing redis-server"; \
 		apt-get update -qq && apt-get install -y -qq redis-server; }
+
+# The leaderboard test opens its HTML page in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { echo ">> installing chromium"; \
+		apt-get update -qq && apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(STAMPS) $(VENV)

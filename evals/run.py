@@ -51,12 +51,15 @@ class RunSettings:
     params_config: Path | None = None  # coe.yaml whose local checkpoints give experts' parameter counts
     bootstrap_rounds: int = 100
     quiet: bool = False
+    endpoint_id: str | None = None  # names the endpoint in the identity instead of its URL (a port that changes per boot)
 
     def identity(self) -> dict[str, Any]:
         """The settings that change answers or judgments: they name the folder and must match on resume."""
         return {
-            "benchmark": self.benchmark, "model": self.model, "endpoint": self.endpoint,
-            "via_litellm": self.via_litellm, "judge": self.judge, "judge_api_base": self.judge_api_base,
+            "benchmark": self.benchmark, "model": self.model, "endpoint": self.endpoint_id or self.endpoint,
+            "via_litellm": self.via_litellm, "judge": self.judge,
+            # a judge on the evaluated endpoint is named as such (its URL may change with the endpoint's port)
+            "judge_api_base": "@endpoint" if self.judge_api_base and self.judge_api_base == self.endpoint else self.judge_api_base,
             "max_tokens": self.max_tokens, "judge_max_tokens": self.judge_max_tokens,
             "temperature": self.temperature, "seed": self.seed, "baseline": self.baseline,
         }
