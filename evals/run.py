@@ -148,8 +148,9 @@ def open_run(settings: RunSettings, models: list[dict[str, Any]], data: dict[str
 
 
 def run_stage(description: str, tasks: Sequence[Callable[[], None]], parallel: int, quiet: bool = False) -> None:
-    """Run tasks on ``parallel`` threads with a progress bar. The first transport error stops the stage
-    (tasks not started are cancelled; finished ones are already cached) and is raised."""
+    """Run tasks on ``parallel`` threads with a progress bar. The first error (a transport failure, or
+    Ctrl-C) stops the stage: queued tasks are cancelled, finished ones are already cached, and the
+    error is raised."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -157,17 +158,19 @@ def run_stage(description: str, tasks: Sequence[Callable[[], None]], parallel: i
         return
     console = Console(stderr=True, quiet=quiet)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as progress, ThreadPoolExecutor(max(1, parallel)) as pool:
-        bar = progress.add_task(description, total=len(tasks))
-        futures = [pool.submit(task) for task in tasks]
-        for future in futures:
-            future.add_done_callback(lambda _: progress.advance(bar))
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        errors = [f.exception() for f in done if f.exception() is not None]
-        if errors:
-            for f in pending:
-                f.cancel()
-            raise errors[0]
+    pool = ThreadPoolExecutor(max(1, parallel))
+    try:
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task(description, total=len(tasks))
+            futures = [pool.submit(task) for task in tasks]
+            for future in futures:
+                future.add_done_callback(lambda _: progress.advance(bar))
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
+            if errors:
+                raise errors[0]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # waits only for the requests already in flight
 
 
 __all__ = ["EvalSetupError", "EvalTransportError", "RunSettings", "open_run", "run_stage", "DEFAULT_ENDPOINT", "DEFAULT_OUT"]
