@@ -56,7 +56,14 @@ def fit_strengths(battles: Sequence[Battle], baseline: str) -> dict[str, float]:
         grad = rows.T @ (-wins * (1.0 - p) + losses * p) + 2 * L2 * theta
         return float(value), grad
 
-    result = minimize(nll, np.zeros(n), jac=True, method="L-BFGS-B")
+    # Start from each player's smoothed log-odds over the battles it played: exact for the harness's
+    # battles (all against the baseline) up to the penalty, so the optimiser only polishes; from zero it
+    # crawls along the flat likelihood of a model that lost (or won) every battle.
+    as_model, as_opponent = rows > 0, rows < 0
+    good = as_model.T @ wins + as_opponent.T @ losses
+    bad = as_model.T @ losses + as_opponent.T @ wins
+    start = np.log((good + 0.5) / (bad + 0.5))
+    result = minimize(nll, start, jac=True, method="L-BFGS-B")
     return {baseline: 0.0, **{p: float(result.x[i]) for i, p in enumerate(players)}}
 
 
