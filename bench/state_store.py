@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 from coe.state import InMemoryStore
+from coe.state.redis_server import RedisServer
 from coe.state.redis_store import RedisStore
 from coe.state.resilient import ResilientStore
-from coe.state.redis_server import RedisServer
 
 N = 2000
 

@@ -10,6 +10,7 @@ budgets and reports the same cluster-wide stats. The store never fails a request
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from coe.config import CoEConfig
 from coe.state.factory import backend_name, open_store
 from coe.state.store import StateStore
 
+log = logging.getLogger(__name__)
+
 
 def node_id() -> str:
     """The Ray node this replica runs on (outside Ray: the host name), for `x-coe-node`."""
@@ -31,8 +34,8 @@ def node_id() -> str:
 
         if ray.is_initialized():
             return ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - identification only; never fail a replica over it
-        pass
+    except Exception as err:  # noqa: BLE001 - identification only; never fail a replica over it
+        log.debug("no Ray node id: %s", err)
     return socket.gethostname()
 
 
@@ -45,7 +48,7 @@ class SharedState:
     _pending: set[asyncio.Task] = field(default_factory=set, repr=False)
 
     @classmethod
-    def for_config(cls, config: CoEConfig) -> "SharedState":
+    def for_config(cls, config: CoEConfig) -> SharedState:
         store = open_store(config.state)
         limiter = None
         if config.server.rate_limit_requests is not None:
@@ -58,13 +61,13 @@ class SharedState:
     async def record(self, expert: str, elapsed_ms: float, status: int) -> None:
         """Per-expert load and latency (to the response head: first token when streaming), cluster-wide."""
         await self.store.incr(f"stats:{expert}:requests")
-        await self.store.incr(f"stats:{expert}:latency_ms_total", int(round(elapsed_ms)))
+        await self.store.incr(f"stats:{expert}:latency_ms_total", round(elapsed_ms))
         if status >= 500:
             await self.store.incr(f"stats:{expert}:errors")
 
     def install(self, app: FastAPI, experts: list[str]) -> None:
         @app.middleware("http")
-        async def _shared_state(request: Request, call_next) -> Response:  # noqa: ANN001
+        async def _shared_state(request: Request, call_next) -> Response:
             if self.limiter is not None and request.method == "POST" and request.url.path.startswith("/v1/"):
                 try:
                     await self.limiter.check(api_key_of(request.headers.get("authorization")))
@@ -109,7 +112,7 @@ class SharedState:
         metric("coe_ratelimit_rejected_total", "counter", "Requests this replica refused with 429", [("", self.rejected)])
         requests, latency = [], []
         for expert in experts:
-            label = '{expert="%s"}' % expert
+            label = f'{{expert="{expert}"}}'
             requests.append((label, int(await store.get(f"stats:{expert}:requests") or 0)))
             latency.append((label, int(await store.get(f"stats:{expert}:latency_ms_total") or 0)))
         metric("coe_expert_requests_total", "counter", "Requests answered per expert, all replicas (shared state)", requests)

@@ -21,9 +21,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def _cli(self, *args: str, timeout: float = 5) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, timeout=timeout, check=False)
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed (`make redis-server` installs it)")
         subprocess.run(

@@ -113,10 +113,10 @@ def test_redis_is_a_separate_service_the_config_points_at() -> None:
 
 def test_deploy_config_cli_prints_and_reports_bad_input(tmp_path: Path) -> None:
     ok = subprocess.run([sys.executable, "-m", "coe.cli.main", "deploy", "config", "--config", str(DEPLOY / "coe.yaml")],
-                        capture_output=True, text=True, timeout=60)
+                        capture_output=True, text=True, timeout=60, check=False)
     assert ok.returncode == 0 and yaml.safe_load(ok.stdout) == serve_config_for(DEPLOY / "coe.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("experts:\n  - id: x\n    weights: /w\n    scaling: {min_replicas: 3, max_replicas: 1}\n")
     refused = subprocess.run([sys.executable, "-m", "coe.cli.main", "deploy", "config", "--config", str(bad)],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 2 and "experts.0.scaling" in refused.stderr and "Traceback" not in refused.stderr

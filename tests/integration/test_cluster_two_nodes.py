@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -66,12 +67,14 @@ def node_ports() -> list[str]:
 
 
 def run(cmd: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    from ray._private.authentication.authentication_token_generator import generate_new_authentication_token
+    from ray._private.authentication.authentication_token_generator import (
+        generate_new_authentication_token,
+    )
 
     work = tmp_path_factory.mktemp("cluster")
     temp_dir = Path(f"/tmp/coe-ray-{os.getpid()}")  # short: Ray's socket paths must fit 107 bytes
@@ -111,6 +114,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         for node in reversed(nodes):
             node.stop()
         redis.stop()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def wait_for(check, timeout_s: float, what: str, log: Path) -> None:
@@ -161,13 +165,30 @@ def test_coe_on_two_ray_nodes_serves_from_both(cluster: dict) -> None:
         assert raw.headers["x-coe-expert"] == EXPERT and raw.headers["x-coe-state"] == "redis"
         served[raw.headers["x-coe-node"]] += 1
     assert set(served) == ingress_nodes, f"requests per node: {dict(served)}"
+    print(f"requests answered per node: {dict(served)}")
 
     # Both nodes' replicas counted into the same Redis.
-    counted = lambda: cluster["redis"].command("get", f"coe:stats:{EXPERT}:requests")  # noqa: E731
+    counted = lambda: cluster["redis"].command("get", f"coe:stats:{EXPERT}:requests")
     deadline = time.monotonic() + 10  # stats are written just after each response
     while counted() != str(REQUESTS) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert counted() == str(REQUESTS)
+
+    # Redis stopped mid-run: requests keep flowing on both nodes; restarted: back on Redis.
+    def ask(i: int):
+        return client.chat.completions.with_raw_response.create(
+            model=EXPERT, messages=[{"role": "user", "content": f"Count to {i}."}], max_tokens=2, temperature=0)
+
+    cluster["redis"].stop()
+    during = [ask(i) for i in range(6)]
+    assert all(r.parse().choices for r in during)
+    assert {r.headers["x-coe-state"] for r in during} == {"local-fallback"}
+    cluster["redis"].start()
+    time.sleep(1.5)  # retry_interval_s is 1 s
+    after = [ask(i) for i in range(6)]
+    assert {r.headers["x-coe-state"] for r in after} == {"redis"}
+    assert {r.headers["x-coe-node"] for r in during + after} == ingress_nodes
+
     status = run([str(BIN / "coe"), "deploy", "status", "-a", cluster["address"]], cluster["env"])
     assert status.returncode == 0, status.stderr
     assert re.search(r"ingress\s.*HEALTHY\s.*2", status.stdout), status.stdout

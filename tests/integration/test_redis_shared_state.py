@@ -26,8 +26,8 @@ from coe.experts.base import ExpertInfo
 from coe.routing.artifact import RouterArtifact
 from coe.routing.router import CategoryRouter
 from coe.routing.service import RoutingService
-from tests.unit.api.test_chat_api import FakeEchoBackend
 from coe.state.redis_server import RedisServer
+from tests.unit.api.test_chat_api import FakeEchoBackend
 
 LIMIT = 6
 WINDOW_S = 600.0
@@ -94,7 +94,7 @@ async def post(client: httpx.AsyncClient, body: dict, key: str) -> httpx.Respons
 
 async def redis_up(client: httpx.AsyncClient) -> int:
     text = (await client.get("/metrics")).text
-    return int(re.search(r"^coe_state_redis_up (\d)", text, re.M).group(1))
+    return int(re.search(r"^coe_state_redis_up (\d)", text, re.MULTILINE).group(1))
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ async def test_two_replicas_share_state_and_survive_a_redis_restart(redis_server
     # Per-expert stats are cluster-wide: both replicas report the same totals from Redis.
     await asyncio.gather(*shared_a._pending, *shared_b._pending)  # stats are written after the response
     metrics_a, metrics_b = (await a.get("/metrics")).text, (await b.get("/metrics")).text
-    total = re.search(r'^coe_expert_requests_total\{expert="writer"\} (\d+)', metrics_a, re.M)
+    total = re.search(r'^coe_expert_requests_total\{expert="writer"\} (\d+)', metrics_a, re.MULTILINE)
     assert total and int(total.group(1)) > 0
     assert total.group(0) in metrics_b
     for client, shared in ((a, shared_a), (b, shared_b)):

@@ -10,9 +10,9 @@ import pytest
 
 from coe.config import StateConfig
 from coe.state import InMemoryStore, open_store
+from coe.state.redis_server import RedisServer
 from coe.state.redis_store import RedisStore
 from coe.state.resilient import ResilientStore
-from coe.state.redis_server import RedisServer
 
 
 @pytest.fixture(params=["memory", "redis", "resilient"])
