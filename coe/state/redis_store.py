@@ -51,6 +51,10 @@ class RedisStore(StateStore):
     async def ping(self) -> None:
         await self._client.ping()
 
+    async def reset(self) -> None:
+        """Drops every pooled connection: after a Redis restart they are all dead, not just the first."""
+        await self._client.connection_pool.disconnect()
+
     async def get(self, key: str) -> str | None:
         return await self._client.get(self._k(key))
 

@@ -70,6 +70,7 @@ class ResilientStore(StateStore):
                 return self.redis_up
             self._next_probe = time.monotonic() + self.retry_interval_s
             try:
+                await self.remote.reset()
                 await self.remote.ping()
                 restored = await self._resync()
             except redis_errors() as err:
