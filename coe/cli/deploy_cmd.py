@@ -101,9 +101,12 @@ def _client(address: str):  # -> ServeSubmissionClient
 
 
 def run_apply(config_path: Path | None, address: str) -> None:
+    from ray.serve.schema import ServeDeploySchema
+
     serve_config = serve_config_for(config_path)
+    payload = ServeDeploySchema.model_validate(serve_config).model_dump(exclude_unset=True)  # as `serve deploy` sends it
     try:
-        _client(address).deploy_applications(serve_config)
+        _client(address).deploy_applications(payload)
     except Exception as err:  # noqa: BLE001 - the SDK raises plain RuntimeError/ConnectionError
         raise DeployError(f"could not deploy to {address}: {err}") from None
     console.print(f"submitted application '{APP_NAME}' to {address}; follow it with `coe deploy status -a {address}`")
