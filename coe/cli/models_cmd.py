@@ -30,6 +30,11 @@ def _human(n: int | None, unit: str = "") -> str:
     return str(n)
 
 
+def _with_routing(architecture: str, routing: str | None) -> str:
+    """MoE experts show their in-model routing next to the architecture: '(8 experts, top-2 +1 shared)'."""
+    return f"{architecture} ({routing})" if routing else architecture
+
+
 @models_app.command("list")
 def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> None:
     """Show each expert: kind, parameters, size on disk, tier and where it lives."""
@@ -52,7 +57,7 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
             tier = "cold (on disk)" if stats.path else "not prepared"
             location = str(stats.path) if stats.path else f"run: coe models prepare ({expert.weights})"
             table.add_row(
-                expert.id, kind, stats.architecture or expert.architecture or "-",
+                expert.id, kind, _with_routing(stats.architecture or expert.architecture or "-", stats.routing),
                 _human(stats.num_params), _human(stats.size_bytes, "B"), tier, location,
             )
         console.print(table)

@@ -21,6 +21,7 @@ class CheckpointStats:
     num_params: int | None
     size_bytes: int | None
     architecture: str | None
+    routing: str | None = None  # in-model MoE routing (experts, top-k, shared experts); None when dense
 
 
 def _safetensors_params(file: Path) -> int:
@@ -35,12 +36,17 @@ def checkpoint_stats(folder: Path) -> CheckpointStats:
         return CheckpointStats(None, None, None, None)
     weights = sorted(folder.glob("*.safetensors"))
     config_file = folder / "config.json"
-    arch = None
+    arch = routing = None
     if config_file.is_file():
-        arch = (json.loads(config_file.read_text()).get("architectures") or [None])[0]
+        from coe.moe.settings import moe_settings
+
+        config = json.loads(config_file.read_text())
+        arch = (config.get("architectures") or [None])[0]
+        settings = moe_settings(config)
+        routing = settings.describe() if settings else None
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     params = sum(_safetensors_params(w) for w in weights) if weights else None
-    return CheckpointStats(folder, params, size, arch)
+    return CheckpointStats(folder, params, size, arch, routing)
 
 
 def expert_folder(expert: ExpertConfig, cache_dir: Path | None) -> Path | None:

@@ -30,7 +30,7 @@ def vllm_env() -> dict[str, str]:
     return env
 
 
-def run_vllm(model: str, prompts: Sequence[str], max_tokens: int, dtype: str) -> dict:
+def run_vllm(model: str, prompts: Sequence[str], max_tokens: int, dtype: str, ignore_eos: bool = False) -> dict:
     """Greedy token ids, prompt log-probabilities and decode throughput of one checkpoint."""
     from vllm import LLM, SamplingParams
 
@@ -46,7 +46,7 @@ def run_vllm(model: str, prompts: Sequence[str], max_tokens: int, dtype: str) ->
         for token, entry in zip(result.prompt_token_ids[1:], result.prompt_logprobs[1:]):
             row.append(entry[token].logprob)
         prompt_logprobs.append(row)
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=False)
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=ignore_eos)
     started = time.monotonic()
     outputs = llm.generate(list(prompts), params, use_tqdm=False)
     gen_s = time.monotonic() - started
@@ -76,12 +76,45 @@ def run_hf(model: str, prompts: Sequence[str], dtype: str) -> list[list[float]]:
     return rows
 
 
+def run_backend(weights: str, architecture: str, messages: list[dict], max_tokens: int) -> dict:
+    """Answer one chat through CoE's own path for a local expert: config -> resolve -> VLLMBackend."""
+    import asyncio
+    import uuid
+
+    from coe.config import ExpertConfig
+    from coe.experts.vllm_backend import VLLMBackend
+    from coe.models.resolve import resolve_checkpoint
+    from coe.protocol import GenerationRequest, SamplingSettings
+
+    expert = ExpertConfig(id="moe", weights=weights, architecture=architecture, prompt_format="chat",
+                          engine={"max_model_len": 1024, "max_num_seqs": 4})
+    folder = resolve_checkpoint(expert)
+    backend = VLLMBackend(folder, expert.engine, expert.prompt_format, expert.id)
+
+    async def answer() -> dict:
+        await backend.start()
+        try:
+            request = GenerationRequest(uuid.uuid4().hex, tuple(messages),
+                                        SamplingSettings(temperature=0.0, top_p=1.0, max_tokens=max_tokens))
+            result = await backend.chat(request)
+            await backend.check_health()
+            return {"text": result.text, "finish_reason": result.finish_reason}
+        finally:
+            await backend.shutdown()
+
+    return asyncio.run(answer())
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     dtype = spec.get("dtype", "bfloat16")
-    report = {"vllm": [], "hf": []}
+    report = {"vllm": [], "hf": [], "backend": None}
+    if spec.get("backend"):
+        b = spec["backend"]
+        report["backend"] = run_backend(b["weights"], b["architecture"], b["messages"], b.get("max_tokens", 16))
     for model in spec["models"]:
-        report["vllm"].append(run_vllm(model, spec["prompts"], spec.get("max_tokens", 32), dtype))
+        report["vllm"].append(run_vllm(model, spec["prompts"], spec.get("max_tokens", 32), dtype,
+                                       bool(spec.get("ignore_eos"))))
     for model in spec.get("hf", []):
         report["hf"].append({"model": model, "prompt_logprobs": run_hf(model, spec["prompts"], dtype)})
     print("PROBE-JSON " + json.dumps(report), flush=True)
@@ -89,14 +122,16 @@ def main(argv: list[str]) -> int:
 
 
 def probe(models: Sequence[str], prompts: Sequence[str], hf: Sequence[str] = (), max_tokens: int = 32,
-          dtype: str = "bfloat16", timeout: float = 900) -> dict:
+          dtype: str = "bfloat16", timeout: float = 900, backend: dict | None = None,
+          ignore_eos: bool = False) -> dict:
     """Run :func:`main` in a fresh Python process and return its report."""
     import subprocess
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
         json.dump({"models": [str(m) for m in models], "prompts": list(prompts), "hf": [str(m) for m in hf],
-                   "max_tokens": max_tokens, "dtype": dtype}, handle)
+                   "max_tokens": max_tokens, "dtype": dtype, "backend": backend,
+                   "ignore_eos": ignore_eos}, handle)
     proc = subprocess.run([sys.executable, "-m", "coe.moe.probe", handle.name], env=vllm_env(),
                           capture_output=True, text=True, timeout=timeout)
     os.unlink(handle.name)
