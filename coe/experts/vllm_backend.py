@@ -50,8 +50,10 @@ class VLLMBackend(ExpertBackend):
         options: EngineOptions,
         prompt_format: PromptFormat,
         served_name: str,
+        worker_extension_cls: str | None = None,
     ) -> None:
         self.checkpoint = checkpoint
+        self.worker_extension_cls = worker_extension_cls
         self.options = options
         self.prompt_format = prompt_format
         self.served_name = served_name
@@ -75,9 +77,14 @@ class VLLMBackend(ExpertBackend):
             enforce_eager=self.options.enforce_eager,
             seed=self.options.seed,
             disable_log_stats=True,
+            worker_extension_cls=self.worker_extension_cls or "",
         )
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
+
+    @property
+    def engine(self) -> Any:
+        return self._engine_or_raise()
 
     def _engine_or_raise(self) -> Any:
         if self._engine is None:

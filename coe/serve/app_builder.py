@@ -9,6 +9,7 @@ from pathlib import Path
 from coe.config import CoEConfig, ExpertConfig, PromptFormat
 from coe.experts.base import ExpertInfo
 from coe.models.resolve import resolve_checkpoint
+from coe.serve.pool_builder import bind_pools
 from coe.serve.serve_config import INGRESS_CPUS, expert_options, ingress_options
 
 
@@ -38,11 +39,13 @@ def build_application(config: CoEConfig, checkpoints: dict[str, Path] | None = N
         if expert.remote is not None:
             continue
         path = checkpoints.setdefault(expert.id, resolve_checkpoint(expert, config.model_cache_dir))
+        if config.pool_of(expert.id) is not None:
+            continue  # served by its pool's engine slots (coe/serve/pool_builder.py)
         deployment = serve.deployment(ExpertDeployment, **expert_options(expert))  # replicas, autoscaling, resources
         handles[expert.id] = deployment.bind(expert, str(path))
     infos = [expert_info(e, checkpoints.get(e.id)) for e in config.experts]
     ingress = serve.deployment(serve.ingress()(Ingress), **ingress_options(config))
-    return ingress.bind(config, infos, handles)
+    return ingress.bind(config, infos, handles, bind_pools(config, checkpoints))
 
 
 def app_from_args(args: dict):  # -> serve.Application

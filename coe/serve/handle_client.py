@@ -15,7 +15,7 @@ from coe.experts.base import ExpertBackend
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
 
 
-def _reraise(err: BaseException, expert_id: str) -> NoReturn:
+def reraise_from_replica(err: BaseException, expert_id: str) -> NoReturn:
     cause = getattr(err, "cause", None)
     if isinstance(cause, CoEError):
         raise cause from None
@@ -41,17 +41,17 @@ class ServeHandleClient(ExpertBackend):
         try:
             return await self.handle.chat.remote(request)
         except Exception as err:
-            _reraise(err, self.expert_id)
+            reraise_from_replica(err, self.expert_id)
 
     async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         try:
             async for delta in self.handle.options(stream=True).chat_stream.remote(request):
                 yield delta
         except Exception as err:
-            _reraise(err, self.expert_id)
+            reraise_from_replica(err, self.expert_id)
 
     async def check_health(self) -> None:
         try:
             await self.handle.check_health.remote()
         except Exception as err:
-            _reraise(err, self.expert_id)
+            reraise_from_replica(err, self.expert_id)

@@ -15,17 +15,28 @@ from coe.config import CoEConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
 from coe.experts.litellm_backend import LiteLLMBackend
 from coe.serve.handle_client import ServeHandleClient
+from coe.serve.pool_client import PooledExpertClient, describe_slots
+from coe.swap.placement import Placement
 
 
 class Ingress:
-    def __init__(self, config: CoEConfig, infos: list[ExpertInfo], handles: dict[str, Any]) -> None:
+    def __init__(
+        self, config: CoEConfig, infos: list[ExpertInfo], handles: dict[str, Any], pools: dict[str, dict[str, Any]] | None = None
+    ) -> None:
+        self.shared = SharedState.for_config(config)  # store (Redis or in-process), rate limits, stats
+        self.pools = pools or {}
         experts: dict[str, ExpertBackend] = {}
+        for pool_id, slots in self.pools.items():
+            placement = Placement(self.shared.store, pool_id, list(slots))
+            for expert_id in config.pool_of_id(pool_id).experts:
+                experts[expert_id] = PooledExpertClient(expert_id, slots, placement)
         for expert in config.experts:
+            if expert.id in experts:
+                continue
             if expert.remote is not None:
                 experts[expert.id] = LiteLLMBackend(expert.id, expert.remote)
             else:
                 experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id])
-        self.shared = SharedState.for_config(config)  # store (Redis or in-process), rate limits, stats
         router = None
         if config.router is not None:
             from coe.routing.service import RoutingService
@@ -34,7 +45,12 @@ class Ingress:
                 config.router.artifact, set(experts), config.router.switch_confidence,
                 store=self.shared.store, affinity_ttl_s=config.state.affinity_ttl_s,
             )
-        self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router)
+        self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router,
+                              swap_status=self.swap_status if self.pools else None)
+
+    async def swap_status(self) -> dict[str, dict]:
+        slots = {name: handle for pool in self.pools.values() for name, handle in pool.items()}
+        return await describe_slots(slots)
 
     def __serve_build_asgi_app__(self) -> Any:
         app = build_app(self.state)

@@ -1,0 +1,108 @@
+"""Slot images: an engine's own parameters, saved in the engine's layout, as a safetensors file.
+
+vLLM fuses projections (qkv_proj, gate_up_proj) while loading a Hugging Face checkpoint, so copying a
+checkpoint into a live engine means redoing that work every time (`reload_weights` reaches about
+1 GB/s here). An image is taken once, from the engine after it loaded the checkpoint, so a later swap
+is a sequence of plain copies in file order. The file is standard safetensors (anything can read it);
+a sidecar JSON records its checksum and the layout fingerprint of the engine that wrote it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+SIDECAR_SUFFIX = ".json"
+HASH_CHUNK = 16 << 20
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    name: str
+    dtype: str  # safetensors dtype code, e.g. "BF16"
+    shape: tuple[int, ...]
+    start: int  # byte offset inside the data section
+    end: int
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """What the sidecar says about an image; `fingerprint` must equal the slot's before a swap."""
+
+    expert: str
+    fingerprint: str
+    sha256: str
+    nbytes: int
+    source: str
+
+    def write(self, image: Path) -> None:
+        sidecar_path(image).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, image: Path) -> "ImageMeta":
+        return cls(**json.loads(sidecar_path(image).read_text()))
+
+
+def sidecar_path(image: Path) -> Path:
+    return image.with_name(image.name + SIDECAR_SUFFIX)
+
+
+def read_header(path: Path) -> tuple[int, list[TensorEntry]]:
+    """Offset of the data section and the tensors in file order (safetensors layout)."""
+    with path.open("rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    entries = [
+        TensorEntry(name, spec["dtype"], tuple(spec["shape"]), *spec["data_offsets"])
+        for name, spec in header.items()
+        if name != "__metadata__"
+    ]
+    entries.sort(key=lambda e: e.start)
+    return 8 + length, entries
+
+
+def layout_fingerprint(layout: list[tuple[str, str, tuple[int, ...]]]) -> str:
+    """Names, dtypes and shapes of an engine's parameters: two engines can share images iff equal."""
+    text = json.dumps(sorted([name, dtype, list(shape)] for name, dtype, shape in layout))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def drop_page_cache(path: Path) -> bool:
+    """Asks the kernel to forget a file's cached pages (no root needed); False where unsupported."""
+    if not hasattr(os, "posix_fadvise"):
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd) if os.access(path, os.W_OK) else None
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        return True
+    finally:
+        os.close(fd)
+
+
+class ImageMismatch(ValueError):
+    """An image does not fit the engine (another layout) or its bytes are not what was recorded."""
+
+
+def check_fits(path: Path, layout: list[tuple[str, str, tuple[int, ...]]]) -> None:
+    """Refuses an image whose tensors differ from the engine's parameters, before any byte is copied."""
+    _, entries = read_header(path)
+    mine = {name: (dtype, tuple(shape)) for name, dtype, shape in layout}
+    theirs = {e.name: (e.dtype, e.shape) for e in entries}
+    if mine != theirs:
+        missing = sorted(set(mine) - set(theirs))[:3]
+        extra = sorted(set(theirs) - set(mine))[:3]
+        differ = sorted(n for n in set(mine) & set(theirs) if mine[n] != theirs[n])[:3]
+        raise ImageMismatch(f"{path.name} does not fit this engine (missing {missing}, unexpected {extra}, differing {differ})")

@@ -1,0 +1,154 @@
+"""Admission for one engine slot: which expert the engine holds, and who may use it now.
+
+The invariant that keeps answers right: a swap starts only when no admitted request is in flight,
+and a request is admitted only while the slot holds its expert. Requests are never dropped: a waiter
+stays queued until its expert is swapped in (or the swap fails, which fails exactly those waiters).
+
+Two policies:
+- `group` (default): requests for the expert already in the engine keep joining the running batch
+  while nobody else has waited longer than `max_wait_s`; then admission closes, the batch drains and
+  the expert whose oldest request is oldest goes next, taking all of its queued requests at once. A
+  burst of mixed requests costs one swap per distinct expert instead of one per alternation, and no
+  expert waits more than about `max_wait_s` plus one drain.
+- `fifo`: strict arrival order; every change of expert at the head of the queue is a swap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class BatchingPolicy(str, Enum):
+    group = "group"
+    fifo = "fifo"
+
+
+@dataclass(order=True)
+class _Waiter:
+    seq: int
+    expert: str = field(compare=False)
+    since: float = field(compare=False)
+    future: asyncio.Future = field(compare=False)
+
+
+class SwapScheduler:
+    def __init__(
+        self,
+        current: str,
+        swap: Callable[[str], Awaitable[None]],
+        policy: BatchingPolicy = BatchingPolicy.group,
+        max_wait_s: float = 0.5,
+        on_queued: Callable[[str], None] | None = None,
+    ) -> None:
+        self.current = current
+        self._swap = swap
+        self.policy = policy
+        self.max_wait_s = max_wait_s
+        self._on_queued = on_queued
+        self._waiters: list[_Waiter] = []
+        self._in_flight = 0
+        self._swapping = False
+        self._seq = itertools.count()
+
+    @property
+    def queued(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for w in self._waiters:
+            counts[w.expert] = counts.get(w.expert, 0) + 1
+        return counts
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @asynccontextmanager
+    async def admit(self, expert: str) -> AsyncIterator[None]:
+        """Holds a place for one request on `expert` for the duration of the block."""
+        if self._may_join(expert):
+            self._in_flight += 1
+        else:
+            waiter = _Waiter(next(self._seq), expert, time.monotonic(), asyncio.get_running_loop().create_future())
+            self._waiters.append(waiter)
+            if self._on_queued is not None:
+                self._on_queued(expert)
+            self._kick()
+            try:
+                await waiter.future  # resolved with the in-flight count already taken for us
+            except asyncio.CancelledError:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                    self._release()  # admitted just as the caller gave up
+                raise
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _may_join(self, expert: str) -> bool:
+        if self._swapping or expert != self.current:
+            return False
+        if not self._waiters:
+            return True
+        if self.policy is BatchingPolicy.fifo:
+            return False
+        oldest = min(w.since for w in self._waiters)
+        return time.monotonic() - oldest < self.max_wait_s
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._swapping or self._in_flight > 0 or not self._waiters:
+            return
+        nxt = self._next_expert()
+        if nxt == self.current:
+            self._admit_all(nxt)
+            return
+        self._swapping = True
+        asyncio.get_running_loop().create_task(self._swap_then_admit(nxt))
+
+    def _next_expert(self) -> str:
+        if self.policy is BatchingPolicy.group and any(w.expert == self.current for w in self._waiters):
+            oldest = min(self._waiters)
+            if time.monotonic() - oldest.since < self.max_wait_s or oldest.expert == self.current:
+                return self.current
+        return min(self._waiters).expert
+
+    def _admit_all(self, expert: str) -> None:
+        """Admits the queued requests for `expert` (in FIFO mode only the leading run of them)."""
+        admitted = []
+        for w in sorted(self._waiters):
+            if w.expert != expert:
+                if self.policy is BatchingPolicy.fifo:
+                    break
+                continue
+            admitted.append(w)
+        for w in admitted:
+            self._waiters.remove(w)
+            if not w.future.done():
+                self._in_flight += 1
+                w.future.set_result(None)
+
+    async def _swap_then_admit(self, expert: str) -> None:
+        try:
+            await self._swap(expert)
+        except Exception as err:  # the swap refused this expert: fail its waiters, keep the rest queued
+            failed = [w for w in self._waiters if w.expert == expert]
+            for w in failed:
+                self._waiters.remove(w)
+                if not w.future.done():
+                    w.future.set_exception(err)
+        else:
+            self.current = expert
+            self._admit_all(expert)
+        finally:
+            self._swapping = False
+            self._kick()

@@ -1,0 +1,134 @@
+"""Runs inside a vLLM worker (named by `worker_extension_cls`): copies slot images into the engine's
+own parameters and writes them out.
+
+Importing this module also changes how vLLM-CPU prepares linear layers, before the model loads. By
+default vLLM-CPU packs each GEMM weight into a oneDNN/sgl buffer and empties `layer.weight`, after which
+copying into the parameters silently changes nothing. A slot therefore keeps real weights:
+- "unpacked" (default): linear layers multiply with the weight tensor itself (torch's own GEMM), so a
+  swap is one copy per tensor at memory speed;
+- "repack": vLLM's packed kernels stay, and every swap re-packs each layer after the copy (slower swaps,
+  faster decode on CPUs where packing pays).
+GPUs never pack, so there the patch is not installed and a copy is all a swap needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coe.swap.image import HASH_CHUNK, read_header
+
+SLOT_WEIGHTS_ENV = "COE_SLOT_WEIGHTS"
+SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "I64": torch.int64,
+                      "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+DTYPE_CODES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+
+
+def _install_cpu_dispatch_patch() -> str | None:
+    try:
+        from vllm.model_executor.layers import utils as layer_utils
+        from vllm.platforms import current_platform
+    except ImportError:
+        return None
+    if not current_platform.is_cpu() or getattr(layer_utils, "_coe_patched", False):
+        return None
+    mode = os.environ.get(SLOT_WEIGHTS_ENV, "unpacked")
+    original = layer_utils.dispatch_cpu_unquantized_gemm
+
+    def keep_weights(layer: torch.nn.Module, remove_weight: bool) -> None:
+        if mode == "repack" or layer.weight.is_meta or layer.weight.ndim != 2:
+            original(layer, remove_weight=False)
+        else:
+            layer.cpu_linear = torch.nn.functional.linear
+
+    layer_utils.dispatch_cpu_unquantized_gemm = keep_weights
+    layer_utils._coe_original_dispatch = original
+    layer_utils._coe_patched = True
+    return mode
+
+
+PATCH_MODE = _install_cpu_dispatch_patch()
+
+
+class SlotWorkerExtension:
+    """Mixed into vLLM's worker class; methods are reached with `engine.collective_rpc(name, ...)`."""
+
+    def _coe_params(self) -> dict[str, torch.Tensor]:
+        model = self.model_runner.get_model()  # type: ignore[attr-defined]
+        return {name: p.data for name, p in model.named_parameters()}
+
+    def coe_layout(self) -> list[tuple[str, str, tuple[int, ...]]]:
+        return [(n, DTYPE_CODES[t.dtype], tuple(t.shape)) for n, t in self._coe_params().items()]
+
+    def coe_patch_mode(self) -> str | None:
+        return PATCH_MODE
+
+    def coe_save_image(self, path: str) -> int:
+        """Writes the current parameters as safetensors (atomically); returns the bytes written."""
+        from safetensors.torch import save_file
+
+        params = {n: t.contiguous() for n, t in self._coe_params().items()}
+        tmp = f"{path}.tmp-{os.getpid()}"
+        save_file(params, tmp)
+        os.replace(tmp, path)
+        return Path(path).stat().st_size
+
+    def coe_load_image(self, path: str, hash_while_reading: bool = False, mapped: bool = True) -> dict:
+        """Copies an image into the parameters; the caller has checked that its layout fits.
+
+        `mapped` maps the file (warm tier, tmpfs: no extra copy) and copies from the mapping; otherwise
+        the file is read sequentially straight into the parameters (cold tier), hashed on the way when
+        asked so the caller can refuse it. Returns bytes, seconds and the sha256 (or None)."""
+        started = time.perf_counter()
+        params = self._coe_params()
+        data_start, entries = read_header(Path(path))
+        copied = sum(e.end - e.start for e in entries)
+        digest = hashlib.sha256() if hash_while_reading else None
+        if mapped:
+            size = data_start + entries[-1].end if entries else data_start
+            buf = torch.from_file(path, shared=False, size=size, dtype=torch.uint8)
+            for e in entries:
+                src = buf[data_start + e.start : data_start + e.end]
+                params[e.name].copy_(src.view(SAFETENSORS_DTYPES[e.dtype]).view(e.shape))
+            del buf
+        else:
+            with open(path, "rb", buffering=0) as f:
+                if hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                header = f.read(data_start)
+                if digest:
+                    digest.update(header)
+                for e in entries:
+                    view = memoryview(params[e.name].view(-1).view(torch.uint8).numpy())
+                    _read_exactly(f, view)
+                    if digest:
+                        digest.update(view)
+        self._coe_after_copy()
+        return {"bytes": copied, "seconds": time.perf_counter() - started,
+                "sha256": digest.hexdigest() if digest else None}
+
+    def _coe_after_copy(self) -> None:
+        if PATCH_MODE != "repack":
+            return
+        from vllm.model_executor.layers import utils as layer_utils
+
+        for module in self.model_runner.get_model().modules():
+            weight = getattr(module, "weight", None)
+            if hasattr(module, "cpu_linear") and weight is not None and weight.ndim == 2:
+                layer_utils._coe_original_dispatch(module, remove_weight=False)
+
+
+def _read_exactly(f: Any, view: memoryview) -> None:
+    done = 0
+    while done < len(view):
+        n = f.readinto(view[done : done + HASH_CHUNK * 4])
+        if not n:
+            raise EOFError(f"{f.name}: file ends early")
+        done += n
+
+

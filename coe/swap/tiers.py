@@ -1,0 +1,154 @@
+"""The warm and cold tiers: where an expert's slot image lives when it is not in an engine.
+
+cold: `<cache>/slot-images/<fingerprint>/<expert>.safetensors` on disk, with a checksum sidecar.
+warm: the same file in tmpfs (`/dev/shm` by default), i.e. host RAM that an engine process maps
+      without a second copy; bounded by a byte budget and evicted LRU (or least-frequently-used).
+Promotion cold -> warm verifies the checksum while copying, so a warm image is always a verified
+one, and warm -> hot can skip hashing and run at memory speed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Iterator
+
+from coe.swap.image import HASH_CHUNK, ImageMeta, sidecar_path
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WARM_ROOT = Path("/dev/shm/coe-warm")
+
+
+class Tier(str, Enum):
+    hot = "hot"
+    warm = "warm"
+    cold = "cold"
+    unbuilt = "unbuilt"  # only the Hugging Face checkpoint exists; the first load builds the image
+
+
+class EvictionPolicy(str, Enum):
+    lru = "lru"
+    lfu = "lfu"  # least frequently used, ties broken by recency
+
+
+class ChecksumMismatch(ValueError):
+    """An image's bytes differ from what its sidecar recorded: it is refused, never served."""
+
+
+@dataclass(frozen=True)
+class TierPaths:
+    cold_dir: Path
+    warm_dir: Path
+
+    def cold(self, expert: str) -> Path:
+        return self.cold_dir / f"{expert}.safetensors"
+
+    def warm(self, expert: str) -> Path:
+        return self.warm_dir / f"{expert}.safetensors"
+
+
+class TierStore:
+    """One per engine slot; slots of one node share the directories (a file lock guards changes)."""
+
+    def __init__(self, paths: TierPaths, warm_budget_bytes: int, policy: EvictionPolicy = EvictionPolicy.lru):
+        self.paths = paths
+        self.warm_budget_bytes = warm_budget_bytes
+        self.policy = policy
+        self.uses: Counter[str] = Counter()
+        paths.cold_dir.mkdir(parents=True, exist_ok=True)
+        paths.warm_dir.mkdir(parents=True, exist_ok=True)
+
+    def tier(self, expert: str) -> Tier:
+        if self.paths.warm(expert).exists() and sidecar_path(self.paths.warm(expert)).exists():
+            return Tier.warm
+        if self.paths.cold(expert).exists() and sidecar_path(self.paths.cold(expert)).exists():
+            return Tier.cold
+        return Tier.unbuilt
+
+    def meta(self, expert: str) -> ImageMeta:
+        return ImageMeta.read(self.paths.cold(expert))
+
+    def touch(self, expert: str) -> None:
+        """Records a use: LRU order is the warm file's mtime (shared by processes), LFU adds a count."""
+        self.uses[expert] += 1
+        warm = self.paths.warm(expert)
+        if warm.exists():
+            os.utime(warm)
+
+    def warm_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.paths.warm_dir.glob("*.safetensors"))
+
+    def promote(self, expert: str, protect: frozenset[str] = frozenset()) -> Path | None:
+        """cold -> warm, checksum verified on the way. Returns the warm path, or None if it cannot fit."""
+        with self._locked():
+            warm = self.paths.warm(expert)
+            if warm.exists() and sidecar_path(warm).exists():
+                return warm
+            cold = self.paths.cold(expert)
+            meta = ImageMeta.read(cold)
+            if meta.nbytes > self.warm_budget_bytes or not self._make_room(meta.nbytes, protect | {expert}):
+                return None
+            tmp = warm.with_name(f".{warm.name}.{os.getpid()}.tmp")
+            digest = hashlib.sha256()
+            with cold.open("rb") as src, tmp.open("wb") as dst:
+                while chunk := src.read(HASH_CHUNK):
+                    digest.update(chunk)
+                    dst.write(chunk)
+            if digest.hexdigest() != meta.sha256:
+                tmp.unlink()
+                raise ChecksumMismatch(f"{cold}: checksum does not match its sidecar; refusing it")
+            shutil.copyfile(sidecar_path(cold), sidecar_path(warm))
+            os.replace(tmp, warm)
+            return warm
+
+    def evict(self, expert: str) -> bool:
+        with self._locked():
+            return self._drop_warm(expert)
+
+    def _drop_warm(self, expert: str) -> bool:
+        warm = self.paths.warm(expert)
+        if not warm.exists():
+            return False
+        sidecar_path(warm).unlink(missing_ok=True)
+        warm.unlink(missing_ok=True)  # an engine still mapping it keeps its pages until it unmaps
+        log.info("evicted %s from the warm tier", expert)
+        return True
+
+    def _make_room(self, needed: int, protect: set[str] | frozenset[str]) -> bool:
+        victims = sorted(
+            (p for p in self.paths.warm_dir.glob("*.safetensors") if p.stem not in protect),
+            key=self._eviction_key,
+        )
+        used = self.warm_bytes()
+        for victim in victims:
+            if used + needed <= self.warm_budget_bytes:
+                break
+            used -= victim.stat().st_size
+            self._drop_warm(victim.stem)
+        return used + needed <= self.warm_budget_bytes
+
+    def _eviction_key(self, path: Path) -> tuple[float, ...]:
+        recency = path.stat().st_mtime
+        if self.policy is EvictionPolicy.lfu:
+            return (self.uses[path.stem], recency)
+        return (recency,)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.paths.warm_dir / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+

@@ -1,0 +1,137 @@
+"""The swap manager against real vLLM engines: one slot serving three SmolLM2-family experts.
+
+The experts besides SmolLM2 itself are synthetic variants (seeded noise on every matrix; see
+coe/models/variants.py) because only one real model of this architecture exists offline. Engines run
+in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), booted once for the module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from coe.config import EngineOptions, ExpertConfig, PromptFormat, SwapPoolConfig
+from coe.errors import ExpertUnavailable
+from coe.models.prepare import prepare
+from coe.models.variants import make_variant
+from coe.protocol import GenerationRequest, SamplingSettings
+from coe.swap.image import ImageMeta
+from coe.swap.slot import EngineSlot
+from coe.swap.tiers import Tier
+
+os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engines in this process: 5 s boots instead of 25 s
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+BASE = "smollm2-135m-instruct"
+V1, V2 = f"{BASE}-variant-1", f"{BASE}-variant-2"
+PROMPTS = ["What is the capital of France?", "Write one sentence about the sea.", "List three colors."]
+
+
+def request(prompt: str, max_tokens: int = 24) -> GenerationRequest:
+    return GenerationRequest(
+        request_id=uuid.uuid4().hex,
+        messages=({"role": "user", "content": prompt},),
+        sampling=SamplingSettings(temperature=0.0, max_tokens=max_tokens),
+    )
+
+
+def expert(expert_id: str) -> ExpertConfig:
+    return ExpertConfig(id=expert_id, weights="/unused", prompt_format=PromptFormat.chat,
+                        engine=EngineOptions(max_model_len=512, max_num_seqs=8, cpu_bind="0"))
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = prepare(BASE).path
+    root = tmp_path_factory.mktemp("variants")
+    return {BASE: base, V1: make_variant(base, root / V1, seed=1), V2: make_variant(base, root / V2, seed=2)}
+
+
+def new_slot(name: str, expert_ids: list[str], checkpoints: dict[str, Path], root: Path) -> EngineSlot:
+    pool = SwapPoolConfig(id=name, experts=expert_ids, warm_gib=1.0, warm_dir=Path("/dev/shm") / f"coe-test-{uuid.uuid4().hex[:8]}")
+    return EngineSlot(name, pool, {e: expert(e) for e in expert_ids}, checkpoints, root / "images")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def slot(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    s = new_slot("slot-test", [BASE, V1, V2], checkpoints, tmp_path_factory.mktemp("slot"))
+    await s.start()
+    yield s
+    await s.shutdown()
+    shutil.rmtree(s.pool.warm_dir, ignore_errors=True)
+
+
+async def answers(s: EngineSlot, expert_id: str) -> list[str]:
+    return [(await s.chat(expert_id, request(p))).text for p in PROMPTS]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fresh_outputs(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Greedy outputs of engines booted directly on each expert's checkpoint, never swapped."""
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    outputs = {}
+    for expert_id in (BASE, V1):
+        s = new_slot(f"fresh-{expert_id}", [expert_id], checkpoints, tmp_path_factory.mktemp("fresh"))
+        await s.start()
+        try:
+            outputs[expert_id] = await answers(s, expert_id)
+        finally:
+            await s.shutdown()
+    assert outputs[BASE] != outputs[V1], "the variant must answer differently for this test to mean anything"
+    return outputs
+
+
+async def test_swapped_in_expert_equals_fresh_engine_from_every_tier(slot: EngineSlot, fresh_outputs) -> None:
+    assert await answers(slot, BASE) == fresh_outputs[BASE]
+    # first use: built from the checkpoint by vLLM's loader, image saved to the cold tier
+    assert await answers(slot, V1) == fresh_outputs[V1]
+    assert slot.metrics.swaps["checkpoint->hot"] >= 1
+    # swap back: from the base's image
+    assert await answers(slot, BASE) == fresh_outputs[BASE]
+    # cold: image read from disk, hashed on the way
+    slot.tiers.evict(V1)
+    assert slot.tiers.tier(V1) is Tier.cold
+    assert await answers(slot, V1) == fresh_outputs[V1]
+    assert slot.metrics.swaps["cold->hot"] >= 1
+    await asyncio.sleep(0)  # let the background promotion to warm start
+    await asyncio.gather(*list(slot._promoting.values()))
+    await answers(slot, BASE)
+    assert slot.tiers.tier(V1) is Tier.warm
+    assert await answers(slot, V1) == fresh_outputs[V1]
+    assert slot.metrics.swaps["warm->hot"] >= 1
+
+
+async def test_concurrent_requests_for_two_experts_get_the_right_expert(slot: EngineSlot, fresh_outputs) -> None:
+    jobs = [(e, i) for i in range(len(PROMPTS)) for e in (BASE, V1)] * 2
+    results = await asyncio.gather(*(slot.chat(e, request(PROMPTS[i])) for e, i in jobs))
+    for (e, i), result in zip(jobs, results):
+        assert result.text == fresh_outputs[e][i], (e, i)
+
+
+async def test_corrupted_image_is_refused_and_previous_expert_keeps_serving(slot: EngineSlot, fresh_outputs) -> None:
+    await answers(slot, V2)  # builds V2's image
+    await answers(slot, BASE)
+    slot.tiers.evict(V2)
+    cold = slot.tiers.paths.cold(V2)
+    meta = ImageMeta.read(cold)
+    with cold.open("r+b") as f:  # flip one byte in the middle of the weights
+        f.seek(meta.nbytes // 2)
+        byte = f.read(1)
+        f.seek(meta.nbytes // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    failures = slot.metrics.swap_failures
+    with pytest.raises(ExpertUnavailable, match="checksum"):
+        await slot.chat(V2, request(PROMPTS[0]))
+    assert slot.metrics.swap_failures == failures + 1
+    assert slot.hot == BASE
+    assert await answers(slot, BASE) == fresh_outputs[BASE]
+    # prefetch refuses it too: a corrupt image never becomes warm
+    assert slot.tiers.tier(V2) is Tier.cold

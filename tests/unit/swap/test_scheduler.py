@@ -1,0 +1,106 @@
+"""The slot scheduler's guarantees, with a swap callback that records what the engine would hold.
+
+The callback stands in for the engine copy only; the admission logic under test is the real one.
+Each request checks, while it is "running", that the slot holds its expert: a wrong-expert answer
+would fail the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from coe.swap.scheduler import BatchingPolicy, SwapScheduler
+
+
+class Engine:
+    def __init__(self, current: str, fail: set[str] = frozenset()) -> None:
+        self.holds = current
+        self.swaps: list[str] = []
+        self.fail = fail
+        self.running = 0
+
+    async def swap(self, expert: str) -> None:
+        assert self.running == 0, "swap while requests are in flight"
+        await asyncio.sleep(0.005)
+        if expert in self.fail:
+            raise RuntimeError(f"refused {expert}")
+        self.holds = expert
+        self.swaps.append(expert)
+
+
+async def serve(scheduler: SwapScheduler, engine: Engine, expert: str, seconds: float = 0.01) -> str:
+    async with scheduler.admit(expert):
+        engine.running += 1
+        try:
+            assert engine.holds == expert
+            await asyncio.sleep(seconds)
+            assert engine.holds == expert
+        finally:
+            engine.running -= 1
+    return expert
+
+
+async def burst(policy: BatchingPolicy, seed: int = 0, n: int = 60) -> Engine:
+    engine = Engine("a")
+    scheduler = SwapScheduler("a", engine.swap, policy, max_wait_s=0.2)
+    rng = random.Random(seed)
+    experts = [rng.choice("abcd") for _ in range(n)]
+    done = await asyncio.gather(*(serve(scheduler, engine, e) for e in experts))
+    assert done == experts  # every request answered, none lost
+    return engine
+
+
+async def test_grouping_needs_fewer_swaps_than_fifo_on_a_mixed_burst() -> None:
+    fifo, grouped = await burst(BatchingPolicy.fifo), await burst(BatchingPolicy.group)
+    assert len(grouped.swaps) <= 4  # one per distinct expert at most (3 others + maybe back)
+    assert len(fifo.swaps) > 2 * len(grouped.swaps)
+
+
+async def test_no_expert_starves_behind_a_steady_stream() -> None:
+    engine = Engine("a")
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=0.05)
+    stop = asyncio.Event()
+
+    async def stream_of_a() -> None:
+        while not stop.is_set():
+            asyncio.get_running_loop().create_task(serve(scheduler, engine, "a", 0.02))
+            await asyncio.sleep(0.005)
+
+    feeder = asyncio.create_task(stream_of_a())
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(serve(scheduler, engine, "b"), timeout=2)
+    waited = loop.time() - started
+    stop.set()
+    await feeder
+    assert waited < 0.5, f"b waited {waited:.2f}s behind a's stream"
+
+
+async def test_failed_swap_fails_only_that_experts_requests() -> None:
+    engine = Engine("a", fail={"bad"})
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group)
+    results = await asyncio.gather(
+        serve(scheduler, engine, "a"), serve(scheduler, engine, "bad"), serve(scheduler, engine, "bad"),
+        serve(scheduler, engine, "b"), return_exceptions=True,
+    )
+    assert results[0] == "a" and results[3] == "b"
+    assert all(isinstance(r, RuntimeError) for r in results[1:3])
+    assert scheduler.in_flight == 0 and not scheduler.queued
+
+
+async def test_a_cancelled_waiter_leaves_no_trace() -> None:
+    engine = Engine("a")
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group)
+    running = asyncio.create_task(serve(scheduler, engine, "a", 0.1))
+    await asyncio.sleep(0.01)
+    waiting = asyncio.create_task(serve(scheduler, engine, "b"))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await running
+    assert scheduler.in_flight == 0 and not scheduler.queued and engine.swaps == []

@@ -1,0 +1,93 @@
+"""Warm/cold tiers on real files: promotion verifies checksums, the budget holds, eviction order."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_sha256, read_header
+from coe.swap.tiers import ChecksumMismatch, EvictionPolicy, Tier, TierPaths, TierStore
+
+MB = 1 << 20
+
+
+def write_image(store: TierStore, expert: str, seed: int, mb: int = 1) -> Path:
+    path = store.paths.cold(expert)
+    g = torch.Generator().manual_seed(seed)
+    save_file({"w": torch.randn(mb * MB // 4, generator=g)}, str(path))
+    ImageMeta(expert, "fp", file_sha256(path), path.stat().st_size, "src").write(path)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> TierStore:
+    return TierStore(TierPaths(tmp_path / "cold", tmp_path / "warm"), warm_budget_bytes=int(2.5 * MB))
+
+
+def test_promote_copies_verified_bytes_and_marks_warm(store: TierStore) -> None:
+    cold = write_image(store, "a", 1)
+    assert store.tier("a") is Tier.cold
+    warm = store.promote("a")
+    assert warm is not None and store.tier("a") is Tier.warm
+    assert warm.read_bytes() == cold.read_bytes()
+
+
+def test_corrupt_cold_image_is_never_promoted(store: TierStore) -> None:
+    cold = write_image(store, "a", 1)
+    data = bytearray(cold.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cold.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatch):
+        store.promote("a")
+    assert store.tier("a") is Tier.cold
+    assert [p.name for p in store.paths.warm_dir.iterdir() if p.name != ".lock"] == []
+
+
+def test_budget_evicts_least_recently_used(store: TierStore) -> None:
+    for i, name in enumerate("abc"):
+        write_image(store, name, i)
+    store.promote("a")
+    time.sleep(0.01)
+    store.promote("b")
+    time.sleep(0.01)
+    store.touch("a")  # a is now the most recent
+    store.promote("c")  # 3 x 1 MB > 2.5 MB: b goes
+    assert [store.tier(x) for x in "abc"] == [Tier.warm, Tier.cold, Tier.warm]
+    assert store.warm_bytes() <= store.warm_budget_bytes
+
+
+def test_lfu_keeps_the_frequently_used(tmp_path: Path) -> None:
+    store = TierStore(TierPaths(tmp_path / "cold", tmp_path / "warm"), int(2.5 * MB), EvictionPolicy.lfu)
+    for i, name in enumerate("abc"):
+        write_image(store, name, i)
+    store.promote("a")
+    for _ in range(5):
+        store.touch("a")
+    time.sleep(0.01)
+    store.promote("b")
+    store.touch("b")
+    store.promote("c")  # a is older but used 5 times: b goes
+    assert [store.tier(x) for x in "abc"] == [Tier.warm, Tier.cold, Tier.warm]
+
+
+def test_image_larger_than_budget_stays_cold(store: TierStore) -> None:
+    write_image(store, "big", 1, mb=3)
+    assert store.promote("big") is None and store.tier("big") is Tier.cold
+
+
+def test_check_fits_names_the_difference(tmp_path: Path) -> None:
+    path = tmp_path / "x.safetensors"
+    save_file({"a": torch.zeros(4, dtype=torch.bfloat16), "b": torch.zeros(2, 2)}, str(path))
+    data_start, entries = read_header(path)
+    assert sorted(e.name for e in entries) == ["a", "b"] and data_start > 8
+    check_fits(path, [("a", "BF16", (4,)), ("b", "F32", (2, 2))])
+    with pytest.raises(ImageMismatch, match="differing \\['b'\\]"):
+        check_fits(path, [("a", "BF16", (4,)), ("b", "F32", (4,))])
+    with pytest.raises(ImageMismatch, match="missing \\['c'\\]"):
+        check_fits(path, [("a", "BF16", (4,)), ("b", "F32", (2, 2)), ("c", "F32", (1,))])
+    assert os.path.getsize(path) > 0
