@@ -30,9 +30,10 @@ serve: install models
 test: install-dev models redis-server chromium
 	$(BIN)/python -m pytest -ra
 
-bench: install-dev models
+bench: install-dev models redis-server
 	$(BIN)/python bench/endpoint_overhead.py
 	$(BIN)/python bench/router_latency.py
+	$(BIN)/python bench/state_store.py
 
 # Routing between the local experts, scored by real checks (about 15-25 minutes on 2 cores).
 bench-routing: install-dev models
