@@ -58,12 +58,10 @@ class SharedState:
     def _headers(self) -> dict[str, str]:
         return {"x-coe-node": self.node, "x-coe-state": backend_name(self.store)}
 
-    async def record(self, expert: str, elapsed_ms: float, status: int) -> None:
+    async def record(self, expert: str, elapsed_ms: float) -> None:
         """Per-expert load and latency (to the response head: first token when streaming), cluster-wide."""
         await self.store.incr(f"stats:{expert}:requests")
         await self.store.incr(f"stats:{expert}:latency_ms_total", round(elapsed_ms))
-        if status >= 500:
-            await self.store.incr(f"stats:{expert}:errors")
 
     def install(self, app: FastAPI, experts: list[str]) -> None:
         @app.middleware("http")
@@ -81,7 +79,7 @@ class SharedState:
             response = await call_next(request)
             expert = response.headers.get("x-coe-expert")
             if expert:  # off the response path: stats must not add a Redis round trip to every request
-                task = asyncio.create_task(self.record(expert, (time.perf_counter() - start) * 1000, response.status_code))
+                task = asyncio.create_task(self.record(expert, (time.perf_counter() - start) * 1000))
                 self._pending.add(task)
                 task.add_done_callback(self._pending.discard)
             response.headers.update(self._headers())
