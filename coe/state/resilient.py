@@ -184,7 +184,8 @@ class ResilientStore(StateStore):
             await self._apply(self._pending[0])
             self._pending.popleft()
             restored += 1
-        for key, (delta, ttl_s, at) in list(self._counter_deltas.items()):
+        while self._counter_deltas:  # increments made while this loop awaits Redis are picked up too
+            key, (delta, ttl_s, at) = next(iter(self._counter_deltas.items()))
             left = None if ttl_s is None else ttl_s - (time.monotonic() - at)
             if left is None or left > 0:
                 if await self.remote.exists(key):
@@ -194,7 +195,11 @@ class ResilientStore(StateStore):
                     if total is not None:
                         await self.remote.set_if_absent(key, total, left)
                 restored += 1
-            del self._counter_deltas[key]
+            now = self._counter_deltas.get(key)  # gone if the key was deleted meanwhile
+            if now is None or now[0] == delta:
+                self._counter_deltas.pop(key, None)
+            else:
+                self._counter_deltas[key] = (now[0] - delta, now[1], now[2])
         for key, value, left in self.local.entries():
             if left is not None and left <= 0:
                 continue
