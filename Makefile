@@ -57,8 +57,8 @@ eval-arena-hard: install-dev models
 EXPERTS_DIR ?= $(or $(COE_CACHE_DIR),$(HOME)/.cache/coe/models)
 .PHONY: experts bench-moe
 experts: install models
-	$(COE) finetune code --out $(EXPERTS_DIR)/smollm2-code --steps 45 --batch-size 8 --max-tokens 256 --eval-n 30
-	$(COE) finetune math --out $(EXPERTS_DIR)/smollm2-math --steps 150 --batch-size 8 --max-tokens 160 --eval-n 30
+	$(COE) finetune code --out $(EXPERTS_DIR)/smollm2-code --steps 40 --batch-size 8 --max-tokens 256 --eval-n 30
+	$(COE) finetune math --out $(EXPERTS_DIR)/smollm2-math --steps 120 --batch-size 8 --max-tokens 160 --eval-n 30
 	$(COE) upcycle $(EXPERTS_DIR)/smollm2-code $(EXPERTS_DIR)/smollm2-math --out $(EXPERTS_DIR)/smollm2-moe-code-math \
 		--top-k 1 --train-steps 30 --verify
 	$(BIN)/python -m coe.moe.compare $(EXPERTS_DIR)/smollm2-moe-code-math $(EXPERTS_DIR)/smollm2-code \
