@@ -49,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
+    if args.router is not None and not (args.router / "router.json").is_file():
+        parser.error(f"--router {args.router}: not a router artifact (no router.json); train one with `coe train-router`")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
     from coe.serve.subprocess_server import CoEServer, free_port
@@ -63,9 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     config_path.write_text(yaml.safe_dump(config))
     experts = [e["id"] for e in config["experts"]]
     models = args.models.split(",") if args.models else experts + (["coe"] if args.router else [])
-    server = CoEServer(config_path, port, service_dir / "serve.log").start()
+    server = CoEServer(config_path, port, service_dir / "serve.log")
     folders: dict[str, Path] = {}
     try:
+        server.start()  # inside try: Ctrl-C during the boot still stops the service
         base = f"{server.url}/v1"
         judge_base = args.judge_api_base or (base if args.judge == DEFAULT_JUDGE else None)
         for model in models:
