@@ -32,6 +32,7 @@ TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"
 class TrainSettings:
     steps: int = 300
     batch_size: int = 8
+    micro_batch: int = 2  # examples per forward pass; gradients accumulate to batch_size (bounds memory)
     lr: float = 3e-4
     rank: int = 16
     alpha: int = 32
@@ -106,9 +107,18 @@ def lora_finetune(base: Path, examples: Sequence[Example], settings: TrainSettin
             rng.shuffle(more)
             order.extend(more)
         rows = [encoded[order.pop()] for _ in range(min(settings.batch_size, len(encoded)))]
-        loss = model(**_batch(rows, pad)).loss
         optimiser.zero_grad()
-        loss.backward()
+        # Mean over answer tokens of the whole batch, accumulated over micro-batches.
+        answer_tokens = sum(sum(1 for label in labels[1:] if label != -100) for _, labels in rows)
+        loss = torch.zeros(())
+        for start in range(0, len(rows), max(1, settings.micro_batch)):
+            part = _batch(rows[start:start + max(1, settings.micro_batch)], pad)
+            logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
+            part_loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), part["labels"][:, 1:].reshape(-1),
+                ignore_index=-100, reduction="sum") / max(1, answer_tokens)
+            part_loss.backward()
+            loss = loss + part_loss.detach()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimiser.step()
         schedule.step()
