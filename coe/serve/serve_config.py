@@ -74,8 +74,11 @@ def build_serve_config(config: CoEConfig, coe_yaml: dict[str, Any]) -> dict[str,
     """The Serve config (`serve deploy` / RayService `serveConfigV2`) for `coe_yaml`, already validated
     as `config`. The coe.yaml travels inside as the application's args; every deployment's options are
     written out explicitly so the file says what runs, and an operator can edit them in one place."""
+    from coe.serve.pool_builder import slot_options
+
     deployments = [ingress_options(config)]
-    deployments += [expert_options(e) for e in config.experts if e.remote is None]
+    deployments += [expert_options(e) for e in config.experts if e.remote is None and config.pool_of(e.id) is None]
+    deployments += [slot_options(config, pool, i) for pool in config.pools for i in range(pool.slots)]
     return {
         "proxy_location": config.cluster.proxy_location,
         "http_options": {"host": config.cluster.http_host, "port": config.cluster.http_port},

@@ -120,3 +120,14 @@ def test_deploy_config_cli_prints_and_reports_bad_input(tmp_path: Path) -> None:
     refused = subprocess.run([sys.executable, "-m", "coe.cli.main", "deploy", "config", "--config", str(bad)],
                              capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 2 and "experts.0.scaling" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_pooled_experts_are_deployed_as_their_pool_slots() -> None:
+    from coe.serve.serve_config import build_serve_config
+
+    raw = {"experts": [{"id": "a", "weights": "/w"}, {"id": "b", "weights": "/w"}, {"id": "c", "weights": "/w"}],
+           "pools": [{"id": "p", "experts": ["a", "b"], "slots": 2}]}
+    serve_config = build_serve_config(parse_config(raw), raw)
+    validate_serve_config(serve_config)
+    names = [d["name"] for d in serve_config["applications"][0]["deployments"]]
+    assert names == ["ingress", "expert-c", "slot-p-0", "slot-p-1"]
