@@ -102,3 +102,15 @@ def test_html_renders_in_headless_chromium(board):
 def test_empty_results_root(tmp_path):
     md, page = leaderboard.write(tmp_path)
     assert "No finished runs" in md and page.is_file()
+
+
+def test_cli_prints_the_table_and_refuses_a_missing_folder(board, tmp_path):
+    import sys
+
+    root = board[0]
+    ok = subprocess.run([sys.executable, "-m", "coe.cli.main", "leaderboard", "--results", str(root)],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "run-large" in ok.stdout and ok.stdout.strip().endswith("leaderboard.html")
+    bad = subprocess.run([sys.executable, "-m", "coe.cli.main", "leaderboard", "--results", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
