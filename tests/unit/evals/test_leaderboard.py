@@ -113,4 +113,4 @@ def test_cli_prints_the_table_and_refuses_a_missing_folder(board, tmp_path):
     assert ok.returncode == 0 and "run-large" in ok.stdout and ok.stdout.strip().endswith("leaderboard.html")
     bad = subprocess.run([sys.executable, "-m", "coe.cli.main", "leaderboard", "--results", str(tmp_path / "none")],
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "does not exist" in " ".join(bad.stderr.split()) and "Traceback" not in bad.stderr

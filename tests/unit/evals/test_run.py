@@ -62,4 +62,4 @@ def test_unreachable_endpoint_is_one_clear_line(tmp_path):
                            "--judge", "openai/j", "--limit", "1", "--out", str(tmp_path), "--quiet"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "cannot reach http://127.0.0.1:9/v1" in proc.stderr and "Traceback" not in proc.stderr
+    assert "cannot reach http://127.0.0.1:9/v1" in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr
