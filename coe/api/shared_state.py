@@ -13,6 +13,7 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request
@@ -46,6 +47,7 @@ class SharedState:
     node: str = field(default_factory=node_id)
     rejected: int = 0
     _pending: set[asyncio.Task] = field(default_factory=set, repr=False)
+    metric_sources: list[Callable[[], Awaitable[str]]] = field(default_factory=list, repr=False)
 
     @classmethod
     def for_config(cls, config: CoEConfig) -> SharedState:
@@ -87,7 +89,10 @@ class SharedState:
 
         @app.get("/metrics", include_in_schema=False)
         async def _metrics() -> PlainTextResponse:
-            return PlainTextResponse(await self.metrics_text(experts), media_type="text/plain; version=0.0.4")
+            text = await self.metrics_text(experts)
+            for source in self.metric_sources:  # e.g. the swap pools' counters (coe/swap/metrics.py)
+                text += await source()
+            return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     async def metrics_text(self, experts: list[str]) -> str:
         from coe.state.resilient import ResilientStore

@@ -141,6 +141,10 @@ app.command("finetune")(_finetune)
 app.command("upcycle")(_upcycle)
 app.command("moe-stats")(_moe_stats)
 
+from coe.cli.swap_bench_cmd import swap_bench as _swap_bench  # noqa: E402
+
+app.command("swap-bench")(_swap_bench)
+
 
 def main() -> None:
     app()

@@ -16,6 +16,7 @@ from coe.experts.base import ExpertBackend, ExpertInfo
 from coe.experts.litellm_backend import LiteLLMBackend
 from coe.serve.handle_client import ServeHandleClient
 from coe.serve.pool_client import PooledExpertClient, describe_slots
+from coe.swap.metrics import render_prometheus
 from coe.swap.placement import Placement
 
 
@@ -48,11 +49,17 @@ class Ingress:
         self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router,
                               swap_status=self.swap_status if self.pools else None)
 
+    async def swap_metrics(self) -> str:
+        status = await self.swap_status()
+        return render_prometheus({name: d["metrics"] for name, d in status.items() if "metrics" in d})
+
     async def swap_status(self) -> dict[str, dict]:
         slots = {name: handle for pool in self.pools.values() for name, handle in pool.items()}
         return await describe_slots(slots)
 
     def __serve_build_asgi_app__(self) -> Any:
         app = build_app(self.state)
+        if self.pools:
+            self.shared.metric_sources.append(self.swap_metrics)
         self.shared.install(app, list(self.state.infos))
         return app

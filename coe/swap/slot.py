@@ -62,6 +62,7 @@ class EngineSlot:
         self._views: dict[str, VLLMBackend] = {}
         self._promoting: dict[str, asyncio.Task] = {}
         self._broken: str | None = None
+        self.last_swap: dict | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class EngineSlot:
             "in_flight": self.scheduler.in_flight if self.scheduler else 0,
             "metrics": self.metrics.snapshot(),
             "slot_weights": self.pool.slot_weights,
+            "last_swap": self.last_swap,
         }
 
     def _view(self, expert: str) -> VLLMBackend:
@@ -172,7 +174,8 @@ class EngineSlot:
         await self.backend.engine.reset_prefix_cache()
         self.hot = expert
         self.tiers.touch(expert)
-        self.metrics.record_swap(f"{source}->hot", nbytes, time.perf_counter() - started)
+        self.last_swap = {"expert": expert, "source": source, "bytes": nbytes, "seconds": time.perf_counter() - started}
+        self.metrics.record_swap(f"{source}->hot", nbytes, self.last_swap["seconds"])
         log.info("slot %s: %s -> %s from %s in %.3f s", self.name, previous, expert, source, time.perf_counter() - started)
         if source == Tier.cold.value and self.pool.warm_budget_bytes > 0:
             self._promoting[expert] = asyncio.get_running_loop().create_task(self._promote(expert))

@@ -8,6 +8,7 @@ serving a real vLLM engine, so the remote path is tested without a paid API or a
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,9 +22,12 @@ from coe.serve.subprocess_server import CoEServer, free_port
 SMOL = "smollm2-135m-instruct"
 GEMMA = "gemma3-270m"
 REMOTE = "remote-smollm2"
+VARIANT = f"{SMOL}-variant-7"  # synthetic (coe/models/variants.py): shares SmolLM2's engine slot
 
 
-def service_config(port: int, router: Path) -> dict:
+def service_config(port: int, router: Path, variant: Path, warm_dir: Path) -> dict:
+    """SmolLM2 and a variant share one engine slot (a swap pool; `repack` keeps vLLM's packed CPU
+    kernels, so SmolLM2's output stays comparable with a plain engine's); Gemma has its own engine."""
     return {
         "router": {"artifact": str(router)},
         "experts": [
@@ -42,12 +46,21 @@ def service_config(port: int, router: Path) -> dict:
                 "engine": {"cpu_bind": "1", "max_model_len": 1024},
             },
             {
+                "id": VARIANT,
+                "description": "synthetic variant of SmolLM2 (seeded noise), for swap tests",
+                "weights": str(variant),
+                "architecture": "LlamaForCausalLM",
+                "prompt_format": "chat",
+            },
+            {
                 "id": REMOTE,
                 "description": "SmolLM2 reached over HTTP through LiteLLM (this service's own endpoint)",
                 "remote": {"model": f"openai/{SMOL}", "api_base": f"http://127.0.0.1:{port}/v1"},
             },
         ],
         "server": {"max_request_bytes": 200_000},
+        "pools": [{"id": "smollm2", "experts": [SMOL, VARIANT], "slots": 1, "warm_gib": 1,
+                   "warm_dir": str(warm_dir), "slot_weights": "repack"}],
     }
 
 
@@ -89,11 +102,18 @@ def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def service_config_path(tmp_path_factory: pytest.TempPathFactory, router_artifact: Path) -> tuple[Path, int]:
+def service_config_path(tmp_path_factory: pytest.TempPathFactory, router_artifact: Path) -> Iterator[tuple[Path, int]]:
     port = free_port()
-    path = tmp_path_factory.mktemp("coe") / "coe.yaml"
-    path.write_text(yaml.safe_dump(service_config(port, router_artifact)))
-    return path, port
+    from coe.models.prepare import prepare
+    from coe.models.variants import make_variant
+
+    folder = tmp_path_factory.mktemp("coe")
+    variant = make_variant(prepare(SMOL).path, folder / VARIANT, seed=7)
+    warm_dir = Path("/dev/shm") / f"coe-test-{port}"
+    path = folder / "coe.yaml"
+    path.write_text(yaml.safe_dump(service_config(port, router_artifact, variant, warm_dir)))
+    yield path, port
+    shutil.rmtree(warm_dir, ignore_errors=True)  # tmpfs is RAM: leave nothing behind
 
 
 @pytest.fixture(scope="session")

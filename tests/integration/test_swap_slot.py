@@ -31,10 +31,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 BASE = "smollm2-135m-instruct"
 V1, V2 = f"{BASE}-variant-1", f"{BASE}-variant-2"
-PROMPTS = ["What is the capital of France?", "Write one sentence about the sea.", "List three colors."]
+PROMPTS = ["What is the capital of France?", "Write one sentence about the sea."]
 
 
-def request(prompt: str, max_tokens: int = 24) -> GenerationRequest:
+def request(prompt: str, max_tokens: int = 16) -> GenerationRequest:
     return GenerationRequest(
         request_id=uuid.uuid4().hex,
         messages=({"role": "user", "content": prompt},),
@@ -51,7 +51,8 @@ def expert(expert_id: str) -> ExpertConfig:
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     base = prepare(BASE).path
     root = tmp_path_factory.mktemp("variants")
-    return {BASE: base, V1: make_variant(base, root / V1, seed=1), V2: make_variant(base, root / V2, seed=2)}
+    # more noise than the default so the two experts' answers part within the first few words
+    return {BASE: base, V1: make_variant(base, root / V1, seed=1, noise=0.15), V2: make_variant(base, root / V2, seed=2)}
 
 
 def new_slot(name: str, expert_ids: list[str], checkpoints: dict[str, Path], root: Path) -> EngineSlot:
@@ -74,46 +75,87 @@ async def answers(s: EngineSlot, expert_id: str) -> list[str]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def fresh_outputs(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
-    """Greedy outputs of engines booted directly on each expert's checkpoint, never swapped."""
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    outputs = {}
-    for expert_id in (BASE, V1):
-        s = new_slot(f"fresh-{expert_id}", [expert_id], checkpoints, tmp_path_factory.mktemp("fresh"))
-        await s.start()
-        try:
-            outputs[expert_id] = await answers(s, expert_id)
-        finally:
-            await s.shutdown()
+async def fresh_outputs(slot: EngineSlot, checkpoints: dict[str, Path], tmp_path_factory) -> dict[str, list[str]]:
+    """Greedy outputs of engines booted directly on each expert's checkpoint, never swapped: the
+    module's slot before its first swap, and a second engine booted on the variant."""
+    assert slot.last_swap is None
+    outputs = {BASE: await answers(slot, BASE)}
+    fresh = new_slot("fresh-variant", [V1], checkpoints, tmp_path_factory.mktemp("fresh"))
+    await fresh.start()
+    try:
+        outputs[V1] = await answers(fresh, V1)
+    finally:
+        await fresh.shutdown()
     assert outputs[BASE] != outputs[V1], "the variant must answer differently for this test to mean anything"
     return outputs
 
 
+def deciding_prefix(a: str, b: str) -> int:
+    """Length of text that tells two answers apart: their common prefix plus the first differing char."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n + 1
+
+
+async def settle(slot: EngineSlot) -> None:
+    """Waits for background promotions so tier assertions are deterministic."""
+    await asyncio.sleep(0)
+    await asyncio.gather(*list(slot._promoting.values()))
+
+
+async def swap_to(slot: EngineSlot, expert_id: str) -> tuple[list[str], str]:
+    out = await answers(slot, expert_id)
+    await settle(slot)
+    return out, slot.last_swap["source"]
+
+
 async def test_swapped_in_expert_equals_fresh_engine_from_every_tier(slot: EngineSlot, fresh_outputs) -> None:
     assert await answers(slot, BASE) == fresh_outputs[BASE]
-    # first use: built from the checkpoint by vLLM's loader, image saved to the cold tier
-    assert await answers(slot, V1) == fresh_outputs[V1]
-    assert slot.metrics.swaps["checkpoint->hot"] >= 1
-    # swap back: from the base's image
-    assert await answers(slot, BASE) == fresh_outputs[BASE]
-    # cold: image read from disk, hashed on the way
-    slot.tiers.evict(V1)
-    assert slot.tiers.tier(V1) is Tier.cold
-    assert await answers(slot, V1) == fresh_outputs[V1]
-    assert slot.metrics.swaps["cold->hot"] >= 1
-    await asyncio.sleep(0)  # let the background promotion to warm start
-    await asyncio.gather(*list(slot._promoting.values()))
+    slot.pool.prefetch = False  # this test drives the tiers itself
+    try:
+        # first use: built from the checkpoint by vLLM's loader; the image is saved to the cold tier
+        assert await swap_to(slot, V1) == (fresh_outputs[V1], "checkpoint")
+        # the base's image was saved at start-up: cold (read from disk, hashed on the way)
+        assert await swap_to(slot, BASE) == (fresh_outputs[BASE], "cold")
+        slot.tiers.evict(V1)
+        assert await swap_to(slot, V1) == (fresh_outputs[V1], "cold")
+        # a cold load is promoted to warm in the background; the next swap maps it from RAM
+        assert slot.tiers.tier(BASE) is Tier.warm
+        assert await swap_to(slot, BASE) == (fresh_outputs[BASE], "warm")
+        assert await swap_to(slot, V1) == (fresh_outputs[V1], "warm")
+    finally:
+        slot.pool.prefetch = True
+
+
+async def test_queued_request_prefetches_its_expert_into_ram(slot: EngineSlot, fresh_outputs) -> None:
     await answers(slot, BASE)
-    assert slot.tiers.tier(V1) is Tier.warm
+    await settle(slot)
+    slot.tiers.evict(V1)
+    promotions = slot.metrics.promotions
+    long_base = asyncio.create_task(slot.chat(BASE, request(PROMPTS[1], max_tokens=48)))
+    await asyncio.sleep(0.05)  # the base request is running; V1 must queue behind it
     assert await answers(slot, V1) == fresh_outputs[V1]
-    assert slot.metrics.swaps["warm->hot"] >= 1
+    await long_base
+    assert slot.metrics.promotions > promotions
+    assert slot.last_swap["source"] == "warm"  # promoted while it waited, then mapped from RAM
 
 
 async def test_concurrent_requests_for_two_experts_get_the_right_expert(slot: EngineSlot, fresh_outputs) -> None:
-    jobs = [(e, i) for i in range(len(PROMPTS)) for e in (BASE, V1)] * 2
+    """Requests of both experts interleaved on one slot. Batched greedy decoding may drift from the
+    one-at-a-time reference late in a text (batch shapes change bf16 rounding), so each answer is
+    checked on the part that distinguishes the two experts' references."""
+    decisive = [i for i in range(len(PROMPTS)) if deciding_prefix(fresh_outputs[BASE][i], fresh_outputs[V1][i]) <= 24]
+    assert decisive, "the experts' answers must part early for this check to be sharp"
+    jobs = [(e, i) for i in decisive for e in (BASE, V1)] * 3
+    swaps_before = sum(slot.metrics.swaps.values())
     results = await asyncio.gather(*(slot.chat(e, request(PROMPTS[i])) for e, i in jobs))
     for (e, i), result in zip(jobs, results):
-        assert result.text == fresh_outputs[e][i], (e, i)
+        other = V1 if e == BASE else BASE
+        n = deciding_prefix(fresh_outputs[e][i], fresh_outputs[other][i])
+        assert result.text[:n] == fresh_outputs[e][i][:n], (e, i, result.text)
+    # grouped admission: alternating requests cost at most a swap per expert change, not per request
+    assert sum(slot.metrics.swaps.values()) - swaps_before <= 2
 
 
 async def test_corrupted_image_is_refused_and_previous_expert_keeps_serving(slot: EngineSlot, fresh_outputs) -> None:
