@@ -13,6 +13,12 @@ from coe.cli.errors import UsageError, fail_cleanly
 console = Console()
 
 
+def _say(message: str) -> None:
+    """Progress lines, flushed: these runs take minutes and are often logged to a file."""
+    console.print(f"  {message}")
+    console.file.flush()
+
+
 def finetune(
     domain: Annotated[str, typer.Argument(help="Domain of the specialist: code or math.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the merged checkpoint and its model card.")],
@@ -40,7 +46,7 @@ def finetune(
                                  max_tokens=max_tokens, seed=seed)
         try:
             result = build_specialist(base, domain, out, settings, limit=limit, eval_n=eval_n,
-                                      progress=lambda m: console.print(f"  {m}"))
+                                      progress=_say)
         except FinetuneError as err:
             raise UsageError(str(err)) from None
         console.print(f"[green]ok[/] {result['path']} ({result['seconds']:.0f} s)")

@@ -14,6 +14,12 @@ from coe.cli.errors import UsageError, fail_cleanly
 console = Console()
 
 
+def _say(message: str) -> None:
+    """Progress lines, flushed: these runs take minutes and are often logged to a file."""
+    console.print(f"  {message}")
+    console.file.flush()
+
+
 def _calibration(sources: list[Path], calibration: list[Path] | None, domains: bool, limit: int) -> list[list[str]] | None:
     """Per-source texts: files given with --calibration, else each specialist's own domain data."""
     for source in sources:
@@ -65,7 +71,7 @@ def upcycle(
             texts = _calibration(sources, calibration, domain_data, calibration_size)
             train = [(t, i) for i, group in enumerate(texts) for t in group] if texts and train_steps else None
             result = run_upcycle(sources, out, top_k=top_k, dtype=dtype, calibration=texts, train_texts=train,
-                                 train_steps=train_steps, progress=lambda m: console.print(f"  {m}"))
+                                 train_steps=train_steps, progress=_say)
         except UpcycleError as err:
             raise UsageError(str(err)) from None
         console.print(f"[green]ok[/] {result.path}: {result.num_experts} experts, top-{result.top_k}, "
