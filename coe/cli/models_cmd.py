@@ -55,13 +55,21 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
             stats = checkpoint_stats(expert_folder(expert, cache))
             kind = "base (completion)" if expert.prompt_format.value == "completion" else "chat"
             tier = "cold (on disk)" if stats.path else "not prepared"
+            pool = cfg.pool_of(expert.id)
+            if pool is not None and stats.path:
+                from coe.serve.pool_builder import image_root
+                from coe.swap.tiers import Tier, tier_on_this_machine
+
+                found = tier_on_this_machine(expert.id, image_root(cfg), pool.warm_dir)
+                tier = {Tier.warm: "warm", Tier.cold: "cold"}.get(found, "cold, no image") + f" [{pool.id}]"
             location = str(stats.path) if stats.path else f"run: coe models prepare ({expert.weights})"
             table.add_row(
                 expert.id, kind, _with_routing(stats.architecture or expert.architecture or "-", stats.routing),
                 _human(stats.num_params), _human(stats.size_bytes, "B"), tier, location,
             )
         console.print(table)
-        console.print("tiers: hot = in a running engine (while `coe serve` runs), cold = on disk, remote = hosted API")
+        console.print("tiers: hot = in a running engine (see GET /v1/models while `coe serve` runs), warm = engine-layout "
+                      "image in host RAM (tmpfs), cold = on disk, [pool] = swapped in place; no image = built on first swap; remote = hosted API")
 
 
 @models_app.command("prepare")

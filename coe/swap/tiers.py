@@ -152,3 +152,12 @@ class TierStore:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+
+
+def tier_on_this_machine(expert: str, image_root: Path, warm_dir: Path) -> Tier:
+    """Without a running service: warm if a verified image sits in tmpfs, cold if only on disk,
+    unbuilt if only the checkpoint exists (any engine layout; `GET /v1/models` knows what is hot)."""
+    for root, tier in ((warm_dir, Tier.warm), (image_root, Tier.cold)):
+        if any(sidecar_path(p).exists() for p in root.glob(f"*/{expert}.safetensors")):
+            return tier
+    return Tier.unbuilt
