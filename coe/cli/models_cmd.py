@@ -61,7 +61,7 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
                 from coe.swap.tiers import Tier, tier_on_this_machine
 
                 found = tier_on_this_machine(expert.id, image_root(cfg), pool.warm_dir)
-                tier = {Tier.warm: "warm", Tier.cold: "cold"}.get(found, "cold, no image") + f" [{pool.id}]"
+                tier = {Tier.warm: "warm", Tier.cold: "cold"}.get(found, "cold, no image") + f" \\[{pool.id}]"
             location = str(stats.path) if stats.path else f"run: coe models prepare ({expert.weights})"
             table.add_row(
                 expert.id, kind, _with_routing(stats.architecture or expert.architecture or "-", stats.routing),
@@ -69,7 +69,7 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
             )
         console.print(table)
         console.print("tiers: hot = in a running engine (see GET /v1/models while `coe serve` runs), warm = engine-layout "
-                      "image in host RAM (tmpfs), cold = on disk, [pool] = swapped in place; no image = built on first swap; remote = hosted API")
+                      "image in host RAM (tmpfs), cold = on disk, \\[pool] = swapped in place; no image = built on first swap; remote = hosted API")
 
 
 @models_app.command("prepare")
