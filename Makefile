@@ -22,7 +22,7 @@ BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test bench bench-routing install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
+.PHONY: serve test bench bench-swap bench-routing install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
 
 serve: install models
 	$(COE) serve
@@ -34,6 +34,12 @@ bench: install-dev models redis-server
 	$(BIN)/python bench/endpoint_overhead.py
 	$(BIN)/python bench/router_latency.py
 	$(BIN)/python bench/state_store.py
+
+# Swap costs (warm/cold -> hot against memcpy and a disk read, a fresh boot) and a trace replay with and
+# without grouping by expert and prefetch; about 5 minutes on 2 cores. SWAP_ARGS="--slot-weights repack" for the other mode.
+SWAP_ARGS ?=
+bench-swap: install-dev models
+	$(COE) swap-bench $(SWAP_ARGS)
 
 # Routing between the local experts, scored by real checks (about 15-25 minutes on 2 cores).
 bench-routing: install-dev models
