@@ -46,7 +46,8 @@ def _calibration(sources: list[Path], calibration: list[Path] | None, domains: b
             raise UsageError(f"{source} has no coe-specialist.json (not built by `coe finetune`): "
                              "pass --calibration files, or --no-domain-data for a zero router")
         domain = json.loads(card.read_text())["domain"]
-        # Seeds far from training's, so calibration is not the training data itself.
+        # Domain text is all the router init needs; for math another seed gives unseen problems, for code
+        # the pool is the stdlib's fixed set (overlap with training data does no harm here).
         texts.append([f"{ex.prompt}\n{ex.answer}" for ex in domain_examples(domain, limit, seed=7_777)])
     return texts
 
