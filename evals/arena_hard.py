@@ -32,7 +32,7 @@ from evals.data import (
 )
 from evals.parsing import parse_verdict, verdict_score
 from evals.run import RunSettings, open_run, run_stage
-from evals.stats import answer_stats, expert_params
+from evals.stats import answer_stats, cut_off_judgments as _cut_off, expert_params
 from evals.store import JsonlStore
 
 BENCHMARK = "arena-hard"
@@ -82,6 +82,7 @@ def run(settings: RunSettings) -> Path:
         completion = judge(system, user)
         judgments.add({"uid": q.uid, "game": game, "category": q.subcategory, "baseline": base,
                        "judge": judge.model, "judgment": completion.text, "error": completion.error,
+                       "judge_tokens": completion.completion_tokens,  # == --judge-max-tokens: cut off
                        "verdict": parse_verdict(completion.text)})
 
     todo = [(q, g) for q in questions for g in (1, 2)
@@ -154,7 +155,8 @@ def build_report(questions: list[ArenaQuestion], answers: JsonlStore, judgments:
                              "judgments": 2 * sum(q.subcategory == c for q in questions)}
                          for c in sorted({q.subcategory for q in questions})},
         "judgments": {"total": total, "valid": valid, "invalid": total - valid,
-                      "invalid_reasons": dict(sorted(reasons.items()))},
+                      "invalid_reasons": dict(sorted(reasons.items())),
+                      "hit_judge_token_limit": _cut_off(judgments, manifest)},
         **answer_stats([answers.get(q.uid) for q in questions if answers.get(q.uid)], params),
         "per_prompt": per_prompt,
     }

@@ -25,7 +25,7 @@ import numpy as np
 from evals.data import MT_BENCH_PACKAGE, MTBenchQuestion, load_mt_bench, mt_bench_judge_prompts, round_robin_subset, data_versions
 from evals.parsing import parse_rating
 from evals.run import RunSettings, open_run, run_stage
-from evals.stats import answer_stats, expert_params
+from evals.stats import answer_stats, cut_off_judgments as _cut_off, expert_params
 from evals.store import JsonlStore
 
 BENCHMARK = "mt-bench"
@@ -83,6 +83,7 @@ def run(settings: RunSettings) -> Path:
         completion = judge(system, user)
         judgments.add({"question_id": q.question_id, "turn": turn, "category": q.category, "judge": judge.model,
                        "prompt": judge_prompt_name(q, turn), "judgment": completion.text, "error": completion.error,
+                       "judge_tokens": completion.completion_tokens,  # == --judge-max-tokens: cut off
                        "rating": parse_rating(completion.text)})
 
     todo = [(q, t) for q in questions for t in (1, 2)
@@ -151,7 +152,8 @@ def build_report(questions: list[MTBenchQuestion], answers: JsonlStore, judgment
         "score_turn2": _mean([v for (_, t), v in ratings.items() if t == 2]),
         "per_category": per_category,
         "judgments": {"total": total, "valid": len(ratings), "invalid": total - len(ratings),
-                      "invalid_reasons": dict(sorted(reasons.items()))},
+                      "invalid_reasons": dict(sorted(reasons.items())),
+                      "hit_judge_token_limit": _cut_off(judgments, manifest)},
         **answer_stats([a for a in answer_records if a is not None], params),
         "per_prompt": per_prompt,
     }

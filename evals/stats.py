@@ -56,3 +56,13 @@ def answer_stats(answers: Iterable[dict[str, Any]], params: dict[str, float]) ->
         "prompt_tokens": _summary(prompt),
         "tokens_per_s": _summary(tokens_per_s),
     }
+
+
+def cut_off_judgments(judgments: Any, manifest: dict[str, Any]) -> int | None:
+    """Judgments that used the whole --judge-max-tokens budget: probably cut off before the verdict, which
+    says the limit, not the judge, may have made them invalid. None when the run did not record it."""
+    limit = (manifest.get("settings") or {}).get("judge_max_tokens")
+    tokens = [r.get("judge_tokens") for r in judgments.records.values()]
+    if limit is None or all(t is None for t in tokens):
+        return None
+    return sum(1 for t in tokens if t is not None and t >= limit)

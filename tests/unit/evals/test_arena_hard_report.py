@@ -43,6 +43,16 @@ def test_strong_verdicts_weigh_three_and_invalid_ones_are_counted(tmp_path):
     # battles: model wins with weight 3 (u0 game 1), model loses with weight 1 (u1 game 1) -> 3/4
     assert r["score"] == pytest.approx(0.75, abs=2e-3)
     assert r["judgments"] == {"total": 8, "valid": 2, "invalid": 6,
-                              "invalid_reasons": {"answer_error": 4, "no_verdict": 2}}
+                              "invalid_reasons": {"answer_error": 4, "no_verdict": 2},
+                              "hit_judge_token_limit": None}  # these judgments did not record their length
     assert r["per_category"]["coding"]["valid"] == 1 and r["per_category"]["math"]["valid"] == 1
     assert r["ci95"][0] <= r["score"] <= r["ci95"][1]
+
+
+def test_judgments_that_used_the_whole_token_budget_are_counted(tmp_path):
+    answers, judgments = stores(tmp_path, {})
+    for game, tokens in ((1, 64), (2, 12)):
+        judgments.add({"uid": "u0", "game": game, "judgment": "The answer", "error": None, "judge_tokens": tokens})
+    manifest = {"run": "r", "settings": {"judge_max_tokens": 64}}
+    r = build_report(QUESTIONS, answers, judgments, manifest, {u.uid: "base" for u in QUESTIONS}, {}, 20, 0)
+    assert r["judgments"]["hit_judge_token_limit"] == 1

@@ -65,7 +65,7 @@ def test_report_scores_and_counts_invalid(tmp_path):
     folder = make_run(tmp_path, "r", "small", rating=6, latency=1.0)
     results = json.loads((folder / "results.json").read_text())
     assert results["score"] == 6.0 and results["judgments"] == {
-        "total": 16, "valid": 15, "invalid": 1, "invalid_reasons": {"no_rating": 1}}
+        "total": 16, "valid": 15, "invalid": 1, "invalid_reasons": {"no_rating": 1}, "hit_judge_token_limit": None}
     assert results["per_category"]["math"] == {"score": 6.0, "valid": 1, "judgments": 2}
     assert results["routing"]["mean_active_params"] == 100e6
 
