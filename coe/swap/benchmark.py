@@ -152,7 +152,7 @@ def format_tiers(r: dict) -> str:
         f"slot weights: {r['slot_weights']}; image {r['bytes'] / 1e6:.0f} MB; decode batch-1 {r['decode_tok_s']:.1f} tok/s",
         "| path | time (median) | bandwidth | against the machine | faster than a fresh boot |",
         "|---|---:|---:|---|---:|",
-        row("warm -> hot (tmpfs map + copy)", r["warm_s"], "memcpy bandwidth", r["memcpy_s"]),
+        row("warm -> hot (read from tmpfs)", r["warm_s"], "memcpy bandwidth", r["memcpy_s"]),
         row("memcpy of the same bytes", r["memcpy_s"], "", None),
         row("cold -> hot (disk, sha256 on the way)", r["cold_s"], "sequential-read bandwidth", r["read_s"]),
         row("sequential read of the same file", r["read_s"], "", None),

@@ -1,8 +1,8 @@
 """An engine slot: one running vLLM engine that serves any expert of its pool, one at a time.
 
 The slot owns the engine, the warm/cold tiers it reads from and the scheduler that decides when a
-swap may happen. A swap copies the expert's image into the engine's parameters (warm: from a tmpfs
-mapping; cold: read from disk, hashed on the way; first use: vLLM's own loader from the Hugging Face
+swap may happen. A swap copies the expert's image into the engine's parameters (warm: read from
+tmpfs; cold: read from disk, hashed on the way; first use: vLLM's own loader from the Hugging Face
 checkpoint, after which the image is saved), then clears the prefix cache so no KV block computed by
 the previous expert is reused. A refused image leaves the previous expert in the engine.
 """
@@ -190,7 +190,7 @@ class EngineSlot:
         path = self.tiers.paths.warm(expert) if tier is Tier.warm else self.tiers.paths.cold(expert)
         check_fits(path, self._layout)
         meta = ImageMeta.read(path)
-        result = await self._rpc("coe_load_image", str(path), tier is Tier.cold, tier is Tier.warm)
+        result = await self._rpc("coe_load_image", str(path), tier is Tier.cold)
         if tier is Tier.cold and result["sha256"] != meta.sha256:
             raise ImageMismatch(f"{path}: checksum mismatch (recorded {meta.sha256[:12]}, read {result['sha256'][:12]})")
         return tier.value, result["bytes"]

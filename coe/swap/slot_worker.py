@@ -24,9 +24,8 @@ import torch
 from coe.swap.image import HASH_CHUNK, read_header
 
 SLOT_WEIGHTS_ENV = "COE_SLOT_WEIGHTS"
-SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "I64": torch.int64,
-                      "I32": torch.int32, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
-DTYPE_CODES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+DTYPE_CODES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.int64: "I64",
+               torch.int32: "I32", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL"}
 
 
 def _install_cpu_dispatch_patch() -> str | None:
@@ -78,38 +77,31 @@ class SlotWorkerExtension:
         os.replace(tmp, path)
         return Path(path).stat().st_size
 
-    def coe_load_image(self, path: str, hash_while_reading: bool = False, mapped: bool = True) -> dict:
+    def coe_load_image(self, path: str, hash_while_reading: bool = False) -> dict:
         """Copies an image into the parameters; the caller has checked that its layout fits.
 
-        `mapped` maps the file (warm tier, tmpfs: no extra copy) and copies from the mapping; otherwise
-        the file is read sequentially straight into the parameters (cold tier), hashed on the way when
-        asked so the caller can refuse it. Returns bytes, seconds and the sha256 (or None)."""
+        The file is read sequentially straight into each parameter's memory: from tmpfs (warm tier)
+        that is one kernel copy out of RAM, with no intermediate buffer and none of the page faults a
+        mapping would take (measured here: about 1.7x faster than mapping the file and copying);
+        from disk (cold tier) it streams at read bandwidth. With `hash_while_reading` the bytes are
+        hashed on the way so the caller can refuse them. Returns bytes, seconds and the sha256."""
         started = time.perf_counter()
         params = self._coe_params()
         data_start, entries = read_header(Path(path))
-        copied = sum(e.end - e.start for e in entries)
         digest = hashlib.sha256() if hash_while_reading else None
-        if mapped:
-            size = data_start + entries[-1].end if entries else data_start
-            buf = torch.from_file(path, shared=False, size=size, dtype=torch.uint8)
+        with open(path, "rb", buffering=0) as f:
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            header = f.read(data_start)
+            if digest:
+                digest.update(header)
             for e in entries:
-                src = buf[data_start + e.start : data_start + e.end]
-                params[e.name].copy_(src.view(SAFETENSORS_DTYPES[e.dtype]).view(e.shape))
-            del buf
-        else:
-            with open(path, "rb", buffering=0) as f:
-                if hasattr(os, "posix_fadvise"):
-                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-                header = f.read(data_start)
+                view = memoryview(params[e.name].view(-1).view(torch.uint8).numpy())
+                _read_exactly(f, view)
                 if digest:
-                    digest.update(header)
-                for e in entries:
-                    view = memoryview(params[e.name].view(-1).view(torch.uint8).numpy())
-                    _read_exactly(f, view)
-                    if digest:
-                        digest.update(view)
+                    digest.update(view)
         self._coe_after_copy()
-        return {"bytes": copied, "seconds": time.perf_counter() - started,
+        return {"bytes": sum(e.end - e.start for e in entries), "seconds": time.perf_counter() - started,
                 "sha256": digest.hexdigest() if digest else None}
 
     def _coe_after_copy(self) -> None:

@@ -1,7 +1,7 @@
 """The warm and cold tiers: where an expert's slot image lives when it is not in an engine.
 
 cold: `<cache>/slot-images/<fingerprint>/<expert>.safetensors` on disk, with a checksum sidecar.
-warm: the same file in tmpfs (`/dev/shm` by default), i.e. host RAM that an engine process maps
+warm: the same file in tmpfs (`/dev/shm` by default), i.e. host RAM that an engine process reads
       without a second copy; bounded by a byte budget and evicted LRU (or least-frequently-used).
 Promotion cold -> warm verifies the checksum while copying, so a warm image is always a verified
 one, and warm -> hot can skip hashing and run at memory speed.
@@ -119,7 +119,7 @@ class TierStore:
         if not warm.exists():
             return False
         sidecar_path(warm).unlink(missing_ok=True)
-        warm.unlink(missing_ok=True)  # an engine still mapping it keeps its pages until it unmaps
+        warm.unlink(missing_ok=True)  # an engine still reading it keeps its open file until done
         log.info("evicted %s from the warm tier", expert)
         return True
 
