@@ -33,7 +33,7 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if not (SMOL / "model.safetensors").is_file():
-        pytest.skip("run `coe models prepare` first")
+        pytest.fail("SmolLM2 is not prepared: run `coe models prepare` (make test does)")
     root = tmp_path_factory.mktemp("moe")
     # A tiny real training run: enough to make the specialist's weights differ from the base.
     specialist = root / "math-tiny"

@@ -31,6 +31,6 @@ def tiny_llama(folder: Path, seed: int, tie: bool = True, intermediate: int = 48
 @pytest.fixture(scope="session")
 def tiny_sources(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     if not (BASE_TOKENIZER / "tokenizer.json").is_file():
-        pytest.skip("run `coe models prepare` first: the tiny models borrow SmolLM2's tokenizer")
+        pytest.fail("SmolLM2 is not prepared (the tiny models borrow its tokenizer): run `coe models prepare` (make test does)")
     root = tmp_path_factory.mktemp("tiny-llamas")
     return [tiny_llama(root / f"src{i}", seed=i) for i in range(3)]
