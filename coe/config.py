@@ -284,6 +284,12 @@ def default_config_text() -> str:
 
 def load_config(path: Path | None = None) -> CoEConfig:
     """Load `path`, or the default that ships in the package when no path is given."""
+    data, source = read_config_data(path)
+    return parse_config(data, source)
+
+
+def read_config_data(path: Path | None = None) -> tuple[object, str]:
+    """The YAML mapping as written (unvalidated) and where it came from; unreadable or bad YAML -> ConfigError."""
     if path is None:
         text, source = default_config_text(), "default coe.yaml"
     else:
@@ -295,4 +301,4 @@ def load_config(path: Path | None = None) -> CoEConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from None
-    return parse_config(data, source)
+    return data, source

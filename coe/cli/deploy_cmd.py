@@ -15,7 +15,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from coe.config import ConfigError, default_config_text, parse_config
+from coe.config import parse_config, read_config_data
 from coe.serve.serve_config import APP_NAME, build_serve_config, validate_serve_config
 
 console = Console()
@@ -33,17 +33,7 @@ class DeployError(Exception):
 
 def read_coe_yaml(path: Path | None) -> tuple[dict[str, Any], str]:
     """The coe.yaml as the user wrote it (it travels inside the Serve config), after validation."""
-    if path is None:
-        text, source = default_config_text(), "default coe.yaml"
-    else:
-        try:
-            text, source = Path(path).read_text(), str(path)
-        except OSError as err:
-            raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+    data, source = read_config_data(path)
     parse_config(data, source)
     return data, source
 
