@@ -199,7 +199,7 @@ class EngineSlot:
         """First use: vLLM's loader fills the engine from the checkpoint, then the image is saved."""
         checkpoint = self.checkpoints[expert]
         self._check_same_family(expert, checkpoint)
-        await self._rpc_kw("reload_weights", weights_path=str(checkpoint))
+        await self._rpc("coe_load_checkpoint", str(checkpoint))
         return (await self._save_image(expert)).nbytes
 
     async def _restore(self, expert: str) -> None:

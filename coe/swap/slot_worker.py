@@ -67,6 +67,16 @@ class SlotWorkerExtension:
     def coe_patch_mode(self) -> str | None:
         return PATCH_MODE
 
+    def coe_load_checkpoint(self, weights_path: str) -> None:
+        """Fills the engine from a checkpoint through vLLM's own in-place reload (first use of an expert).
+
+        On CPU, vLLM's reload skips one step for fused-MoE layers: the weights are copied into the
+        existing parameters in their plain layout, but the grouped-GEMM pre-packing that the first load
+        applied is not redone, so the kernel reads unpacked bytes as packed ones and the model answers
+        garbage. The pre-packing is redone here; dense layers are unaffected."""
+        self.reload_weights(weights_path=weights_path)  # type: ignore[attr-defined]
+        _prepack_cpu_moe(self.model_runner.get_model())  # type: ignore[attr-defined]
+
     def coe_save_image(self, path: str) -> int:
         """Writes the current parameters as safetensors (atomically); returns the bytes written."""
         from safetensors.torch import save_file
@@ -113,6 +123,31 @@ class SlotWorkerExtension:
             weight = getattr(module, "weight", None)
             if hasattr(module, "cpu_linear") and weight is not None and weight.ndim == 2:
                 layer_utils._coe_original_dispatch(module, remove_weight=False)
+
+
+def _prepack_cpu_moe(model: torch.nn.Module) -> int:
+    """Re-packs every CPU fused-MoE layer's w13/w2 from the plain layout in place; returns how many."""
+    try:
+        from vllm import _custom_ops as ops
+        from vllm.model_executor.layers.fused_moe.experts.cpu_moe import (
+            CPUUnquantizedExperts,
+        )
+    except ImportError:  # not vLLM-CPU: nothing is pre-packed
+        return 0
+    repacked = 0
+    for module in model.modules():
+        kernel = getattr(getattr(module, "quant_method", None), "moe_kernel", None)
+        experts = getattr(kernel, "fused_experts", None)
+        if not isinstance(experts, CPUUnquantizedExperts) or getattr(experts, "_use_zentorch", False):
+            continue
+        config = experts.moe_config
+        if experts._padded_intermediate_size(config) != config.intermediate_size_per_partition:
+            raise NotImplementedError("swapping MoE experts whose intermediate size vLLM-CPU pads is not supported")
+        for name in ("w13_weight", "w2_weight"):
+            param = getattr(module, name)
+            param.data.copy_(ops.cpu_prepack_moe_weight(param.data, experts.isa))
+        repacked += 1
+    return repacked
 
 
 def _read_exactly(f: Any, view: memoryview) -> None:

@@ -10,20 +10,26 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from coe.config import EngineOptions, ExpertConfig, PromptFormat, SwapPoolConfig
 from coe.errors import ExpertUnavailable
 from coe.models.prepare import prepare
 from coe.models.variants import make_variant
-from coe.protocol import GenerationRequest, SamplingSettings
 from coe.swap.image import ImageMeta
 from coe.swap.slot import EngineSlot
 from coe.swap.tiers import Tier
+from tests.integration.slot_helpers import (
+    PROMPTS,
+    answers,
+    fresh_answers,
+    new_slot,
+    request,
+    settle,
+    swap_to,
+)
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engines in this process: 5 s boots instead of 25 s
 
@@ -31,20 +37,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 BASE = "smollm2-135m-instruct"
 V1, V2 = f"{BASE}-variant-1", f"{BASE}-variant-2"
-PROMPTS = ["What is the capital of France?", "Write one sentence about the sea."]
-
-
-def request(prompt: str, max_tokens: int = 16) -> GenerationRequest:
-    return GenerationRequest(
-        request_id=uuid.uuid4().hex,
-        messages=({"role": "user", "content": prompt},),
-        sampling=SamplingSettings(temperature=0.0, max_tokens=max_tokens),
-    )
-
-
-def expert(expert_id: str) -> ExpertConfig:
-    return ExpertConfig(id=expert_id, weights="/unused", prompt_format=PromptFormat.chat,
-                        engine=EngineOptions(max_model_len=512, max_num_seqs=8, cpu_bind="0"))
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +45,6 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("variants")
     # more noise than the default so the two experts' answers part within the first few words
     return {BASE: base, V1: make_variant(base, root / V1, seed=1, noise=0.15), V2: make_variant(base, root / V2, seed=2)}
-
-
-def new_slot(name: str, expert_ids: list[str], checkpoints: dict[str, Path], root: Path) -> EngineSlot:
-    pool = SwapPoolConfig(id=name, experts=expert_ids, warm_gib=1.0, warm_dir=Path("/dev/shm") / f"coe-test-{uuid.uuid4().hex[:8]}")
-    return EngineSlot(name, pool, {e: expert(e) for e in expert_ids}, checkpoints, root / "images")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -70,22 +57,13 @@ async def slot(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFa
     shutil.rmtree(s.pool.warm_dir, ignore_errors=True)
 
 
-async def answers(s: EngineSlot, expert_id: str) -> list[str]:
-    return [(await s.chat(expert_id, request(p))).text for p in PROMPTS]
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fresh_outputs(slot: EngineSlot, checkpoints: dict[str, Path], tmp_path_factory) -> dict[str, list[str]]:
     """Greedy outputs of engines booted directly on each expert's checkpoint, never swapped: the
     module's slot before its first swap, and a second engine booted on the variant."""
     assert slot.last_swap is None
     outputs = {BASE: await answers(slot, BASE)}
-    fresh = new_slot("fresh-variant", [V1], checkpoints, tmp_path_factory.mktemp("fresh"))
-    await fresh.start()
-    try:
-        outputs[V1] = await answers(fresh, V1)
-    finally:
-        await fresh.shutdown()
+    outputs[V1] = await fresh_answers(V1, checkpoints, tmp_path_factory.mktemp("fresh"))
     assert outputs[BASE] != outputs[V1], "the variant must answer differently for this test to mean anything"
     return outputs
 
@@ -96,18 +74,6 @@ def deciding_prefix(a: str, b: str) -> int:
     while n < min(len(a), len(b)) and a[n] == b[n]:
         n += 1
     return n + 1
-
-
-async def settle(slot: EngineSlot) -> None:
-    """Waits for background promotions so tier assertions are deterministic."""
-    await asyncio.sleep(0)
-    await asyncio.gather(*list(slot._promoting.values()))
-
-
-async def swap_to(slot: EngineSlot, expert_id: str) -> tuple[list[str], str]:
-    out = await answers(slot, expert_id)
-    await settle(slot)
-    return out, slot.last_swap["source"]
 
 
 async def test_swapped_in_expert_equals_fresh_engine_from_every_tier(slot: EngineSlot, fresh_outputs) -> None:
