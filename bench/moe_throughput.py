@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from coe.models.inspect import checkpoint_stats
 from coe.moe.probe import probe
 from coe.moe.settings import moe_settings
-from coe.moe.upcycle import count_params, upcycle
-from coe.models.inspect import checkpoint_stats
+from coe.moe.upcycle import upcycle
 
 PROMPTS = [
     "Write a Python function that returns the factorial of n.",
@@ -60,12 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     for run, folder in zip(report["vllm"], (args.dense, args.moe)):
         stats = checkpoint_stats(Path(folder))
         settings = moe_settings(Path(folder))
-        active = stats.num_params
-        if settings is not None:
-            _, active = count_params(json.loads((Path(folder) / "config.json").read_text()))
         rows.append({
             "model": str(folder), "kind": settings.describe() if settings else "dense",
-            "total_params": stats.num_params, "active_params": active,
+            "total_params": stats.num_params, "active_params": stats.active_params,
             "tokens": run["gen_tokens"], "seconds": round(run["gen_s"], 3),
             "tokens_per_s": round(run["gen_tokens"] / run["gen_s"], 2), "boot_s": round(run["boot_s"], 1),
         })

@@ -65,11 +65,17 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
             location = str(stats.path) if stats.path else f"run: coe models prepare ({expert.weights})"
             table.add_row(
                 expert.id, kind, _with_routing(stats.architecture or expert.architecture or "-", stats.routing),
-                _human(stats.num_params), _human(stats.size_bytes, "B"), tier, location,
+                _params(stats.num_params, stats.active_params), _human(stats.size_bytes, "B"), tier, location,
             )
         console.print(table)
         console.print("tiers: hot = in a running engine (see GET /v1/models while `coe serve` runs), warm = engine-layout "
                       "image in host RAM (tmpfs), cold = on disk, \\[pool] = swapped in place; no image = built on first swap; remote = hosted API")
+
+
+def _params(total: int | None, active: int | None) -> str:
+    if total and active and active != total:
+        return f"{_human(total)} ({_human(active)} active)"
+    return _human(total)
 
 
 @models_app.command("prepare")

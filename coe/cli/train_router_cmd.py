@@ -41,8 +41,8 @@ def local_active_params(config_path: Path | None) -> dict[str, float]:
     for expert in config.experts:
         folder = expert_folder(expert, config.model_cache_dir)
         stats = checkpoint_stats(folder) if folder else None
-        if stats and stats.num_params:
-            params[expert.id] = float(stats.num_params)
+        if stats and stats.active_params:
+            params[expert.id] = float(stats.active_params)
     return params
 
 

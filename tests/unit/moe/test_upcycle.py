@@ -108,3 +108,15 @@ def test_count_params_untied_counts_lm_head():
     tied, _ = count_params({**config, "tie_word_embeddings": True})
     untied, _ = count_params({**config, "tie_word_embeddings": False})
     assert untied - tied == 40
+
+
+def test_checkpoint_stats_read_active_params_from_the_headers(tiny_sources, tmp_path):
+    """`coe models list` and the eval's mean active parameters count an MoE by what one token runs."""
+    from coe.models.inspect import checkpoint_stats
+
+    result = upcycle(tiny_sources, tmp_path / "moe", top_k=2, dtype="float32")
+    stats = checkpoint_stats(result.path)
+    assert (stats.num_params, stats.active_params) == (result.total_params, result.active_params)
+    assert stats.routing == "3 experts, top-2"
+    dense = checkpoint_stats(tiny_sources[0])
+    assert dense.active_params == dense.num_params and dense.routing is None
