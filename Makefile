@@ -64,11 +64,11 @@ EXPERTS_DIR ?= $(or $(COE_CACHE_DIR),$(HOME)/.cache/coe/models)
 .PHONY: experts bench-moe
 experts: install models
 	$(COE) finetune code --out $(EXPERTS_DIR)/smollm2-code --steps 40 --batch-size 8 --max-tokens 256 --eval-n 30
-	$(COE) finetune math --out $(EXPERTS_DIR)/smollm2-math --steps 120 --batch-size 8 --max-tokens 160 --eval-n 30
+	$(COE) finetune math --out $(EXPERTS_DIR)/smollm2-math --steps 50 --batch-size 8 --max-tokens 160 --eval-n 20
 	$(COE) upcycle $(EXPERTS_DIR)/smollm2-code $(EXPERTS_DIR)/smollm2-math --out $(EXPERTS_DIR)/smollm2-moe-code-math \
 		--top-k 1 --train-steps 30 --verify
 	$(BIN)/python -m coe.moe.compare $(EXPERTS_DIR)/smollm2-moe-code-math $(EXPERTS_DIR)/smollm2-code \
-		$(EXPERTS_DIR)/smollm2-math --out bench/results/experts
+		$(EXPERTS_DIR)/smollm2-math --n 30 --out bench/results/experts
 	$(BIN)/coe moe-stats $(EXPERTS_DIR)/smollm2-moe-code-math --chat --out bench/results/experts/moe-stats \
 		-p "Write a Python function that returns the sum of a list." \
 		-p "Ana has 12 pens and buys 3 bags of 4 pens. How many pens does she have? Give the final number."

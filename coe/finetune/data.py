@@ -63,8 +63,13 @@ def _function_example(node: ast.FunctionDef, source: str) -> Example | None:
     body_start = node.body[1].lineno - node.lineno if len(node.body) > 1 else None
     if body_start is None:
         return None
-    stub = "\n".join(text.splitlines()[:body_start]).rstrip() + "\n"
-    return Example(CODE_INSTRUCTION + stub, f"```python\n{text.rstrip()}\n```", node.name)
+    lines = text.splitlines()
+    stub = "\n".join(lines[:body_start]).rstrip() + "\n"
+    # The answer is the function without its docstring: the prompt already shows it, and HumanEval's
+    # docstrings are long enough that repeating them spends the answer's token budget before the body.
+    doc_start = node.body[0].lineno - node.lineno
+    answer = "\n".join(lines[:doc_start] + lines[body_start:]).rstrip()
+    return Example(CODE_INSTRUCTION + stub, f"```python\n{answer}\n```", node.name)
 
 
 def code_examples(limit: int | None = None, seed: int = 0) -> list[Example]:

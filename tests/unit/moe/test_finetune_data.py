@@ -11,15 +11,17 @@ from coe.finetune.data import CODE_INSTRUCTION, UnknownDomain, code_examples, do
 from coe.finetune.evaluate import HELD_OUT_MATH_SEED, eval_items
 
 
-def test_code_examples_are_stdlib_functions_whose_stub_prefixes_the_answer():
+def test_code_examples_are_stdlib_functions_answered_without_repeating_the_docstring():
     examples = code_examples(limit=50)
     assert len(examples) == 50
     for ex in examples:
         assert ex.prompt.startswith(CODE_INSTRUCTION)
+        stub = ast.parse(ex.prompt[len(CODE_INSTRUCTION):] + "    ...\n").body[0]
         code = re.search(r"```python\n(.*)```", ex.answer, re.DOTALL).group(1)
-        tree = ast.parse(code)
-        assert isinstance(tree.body[0], ast.FunctionDef) and ast.get_docstring(tree.body[0])
-        assert code.startswith(ex.prompt[len(CODE_INSTRUCTION):].rstrip("\n"))
+        function = ast.parse(code).body[0]
+        assert isinstance(function, ast.FunctionDef) and function.name == stub.name
+        assert ast.get_docstring(stub) and not ast.get_docstring(function)
+        assert ast.dump(function.args) == ast.dump(stub.args)
 
 
 def test_code_training_data_never_contains_humaneval():
