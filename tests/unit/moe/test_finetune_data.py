@@ -60,3 +60,12 @@ def test_math_answers_are_right_and_held_out_prompts_are_unseen():
 def test_unknown_domain_is_a_clear_error():
     with pytest.raises(UnknownDomain, match="code, math"):
         domain_examples("poetry")
+
+
+def test_router_local_analysis_prompts_are_not_specialist_training_data():
+    """`make bench-routing` scores the specialists on these; a trained-on prompt would flatter them."""
+    from router_training.local_analysis import coding_problems, math_problems
+
+    trained = {ex.prompt for ex in math_examples(2000, seed=0)} | {ex.prompt for ex in code_examples()}
+    local = [item.text for item in math_problems(40, seed=0) + coding_problems(40)]
+    assert not trained & set(local)
