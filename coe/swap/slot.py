@@ -33,7 +33,9 @@ log = logging.getLogger(__name__)
 
 WORKER_EXTENSION = "coe.swap.slot_worker.SlotWorkerExtension"
 # Config keys that do not change the weights' layout or the tokenizer's meaning.
-_LAYOUT_NEUTRAL_KEYS = {"_name_or_path", "name_or_path", "transformers_version", "torch_dtype", "dtype"}
+# Keys that name or describe a checkpoint without changing the engine's layout; "_"-prefixed keys
+# (e.g. `_model_name_or_path` of a GGUF conversion, absent from a fine-tune's config) are ignored too.
+_LAYOUT_NEUTRAL_KEYS = {"name_or_path", "transformers_version", "torch_dtype", "dtype"}
 
 
 class EngineSlot:
@@ -257,4 +259,4 @@ class EngineSlot:
 
 def _layout_config(checkpoint: Path) -> dict:
     config = json.loads((checkpoint / "config.json").read_text())
-    return {k: v for k, v in config.items() if k not in _LAYOUT_NEUTRAL_KEYS}
+    return {k: v for k, v in config.items() if k not in _LAYOUT_NEUTRAL_KEYS and not k.startswith("_")}
