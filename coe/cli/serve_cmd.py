@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from coe.config import load_config
-from coe.models.resolve import resolve_checkpoint
+from coe.models.resolve import resolve_checkpoint, without_missing_optional
 
 console = Console(stderr=True)
 
@@ -20,6 +20,9 @@ def run_serve(config_path: Path | None, host: str | None, port: int | None, redi
         config.server.host = host
     if port is not None:
         config.server.port = port
+    config, skipped = without_missing_optional(config)
+    for reason in skipped.values():
+        console.print(f"[yellow]skipping optional[/] {reason}")
     checkpoints = {}
     for expert in config.experts:
         if expert.remote is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from coe.config import ExpertConfig
+from coe.config import CoEConfig, ExpertConfig
+from coe.models.cache import default_cache_dir
 
 
 class CheckpointError(Exception):
@@ -37,9 +38,36 @@ def resolve_checkpoint(expert: ExpertConfig, cache_dir: Path | None = None, prog
         from coe.models.prepare import prepare
 
         folder = prepare(name, cache_dir, progress=progress).path
+    elif expert.built_name is not None:
+        folder = (cache_dir or default_cache_dir()) / expert.built_name
+        if not (folder / "config.json").is_file():
+            raise CheckpointError(f"expert '{expert.id}': {folder} is not built yet; `make experts` builds it")
     else:
         folder = Path(expert.weights).expanduser()
         if not folder.is_dir():
             raise CheckpointError(f"expert '{expert.id}': weights folder {folder} does not exist")
     _check_architecture(expert, folder)
     return folder
+
+
+def without_missing_optional(config: CoEConfig) -> tuple[CoEConfig, dict[str, str]]:
+    """The config minus `optional` experts whose weights are not there, and why each was left out.
+
+    Why: the default arrangement lists the specialists and the MoE that `make experts` builds (25+
+    minutes); a fresh machine must still serve the bundled experts at once, and say what it skipped."""
+    skipped: dict[str, str] = {}
+    for expert in config.experts:
+        if expert.optional and expert.remote is None:
+            try:
+                resolve_checkpoint(expert, config.model_cache_dir)
+            except CheckpointError as err:
+                skipped[expert.id] = str(err)
+    if not skipped:
+        return config, skipped
+    if len(skipped) == len(config.experts):
+        raise CheckpointError("every expert is optional and missing: " + "; ".join(skipped.values()))
+    data = config.model_dump(mode="json", exclude_unset=True)
+    data["experts"] = [e for e in data["experts"] if e["id"] not in skipped]
+    pools = [{**p, "experts": [e for e in p["experts"] if e not in skipped]} for p in data.get("pools", [])]
+    data["pools"] = [p for p in pools if p["experts"]]
+    return CoEConfig.model_validate(data), skipped

@@ -4,6 +4,7 @@ ingress. This is the entry point a Serve config's `import_path` names, and what 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from coe.config import CoEConfig, ExpertConfig, PromptFormat
@@ -11,6 +12,8 @@ from coe.experts.base import ExpertInfo
 from coe.models.resolve import resolve_checkpoint
 from coe.serve.pool_builder import bind_pools
 from coe.serve.serve_config import INGRESS_CPUS, expert_options, ingress_options
+
+log = logging.getLogger(__name__)
 
 
 def expert_info(expert: ExpertConfig, checkpoint: Path | None) -> ExpertInfo:
@@ -23,7 +26,15 @@ def expert_info(expert: ExpertConfig, checkpoint: Path | None) -> ExpertInfo:
         expert.description,
         is_base_model=expert.prompt_format is PromptFormat.completion,
         location=str(checkpoint),
+        moe_routing=_moe_routing(checkpoint),
     )
+
+
+def _moe_routing(checkpoint: Path | None) -> str | None:
+    from coe.moe.settings import moe_settings
+
+    settings = moe_settings(checkpoint) if checkpoint is not None else None
+    return settings.describe() if settings else None
 
 
 def build_application(config: CoEConfig, checkpoints: dict[str, Path] | None = None):  # -> serve.Application
@@ -54,9 +65,17 @@ def app_from_args(args: dict):  # -> serve.Application
 
     if not isinstance(args, dict) or "config" not in args:
         raise ValueError("the Serve config's args must be {config: <coe.yaml mapping>}; run `coe deploy config`")
-    return build_application(parse_config(args["config"], "serve config args.config"))
+    from coe.models.resolve import without_missing_optional
+
+    config, skipped = without_missing_optional(parse_config(args["config"], "serve config args.config"))
+    for reason in skipped.values():
+        log.warning("skipping optional %s", reason)
+    return build_application(config)
 
 
 def required_cpus(config: CoEConfig) -> float:
+    """Ray CPUs the app reserves: the ingress replicas, each dedicated expert, each pool's slots."""
     ingress = INGRESS_CPUS * config.cluster.ingress_replicas
-    return ingress + sum(e.engine.num_cpus for e in config.experts if e.remote is None)
+    dedicated = sum(e.engine.num_cpus for e in config.experts if e.remote is None and config.pool_of(e.id) is None)
+    slots = sum(pool.slots * config.expert(pool.experts[0]).engine.num_cpus for pool in config.pools)
+    return ingress + dedicated + slots

@@ -7,12 +7,42 @@ import pytest
 from coe.config import ConfigError, PromptFormat, load_config, parse_config
 
 
-def test_default_config_ships_both_bundled_experts() -> None:
+def test_default_config_ships_both_bundled_experts_and_the_built_ones_as_optional() -> None:
     config = load_config()
     ids = [e.id for e in config.experts]
-    assert ids == ["smollm2-135m-instruct", "gemma3-270m"]
+    assert ids == ["smollm2-135m-instruct", "gemma3-270m", "smollm2-code", "smollm2-math", "smollm2-moe-code-math"]
     assert config.experts[1].prompt_format is PromptFormat.completion
     assert config.experts[0].bundled_name == "smollm2-135m-instruct"
+    assert [e.id for e in config.experts if e.optional] == ids[2:]
+    assert all(e.built_name == e.id for e in config.experts[2:])
+    assert config.pool_of("smollm2-code") is config.pool_of("smollm2-135m-instruct")
+
+
+def test_missing_optional_experts_are_left_out_with_the_reason(tmp_path: Path) -> None:
+    from coe.models.resolve import CheckpointError, without_missing_optional
+
+    built = tmp_path / "smollm2-math"
+    built.mkdir()
+    (built / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    config = parse_config({
+        "model_cache_dir": str(tmp_path),
+        "experts": [{"id": "base", "weights": str(tmp_path)},
+                    {"id": "smollm2-math", "weights": "built:smollm2-math", "optional": True},
+                    {"id": "smollm2-code", "weights": "built:smollm2-code", "optional": True},
+                    {"id": "moe", "weights": "built:moe", "optional": True}],
+        "pools": [{"id": "p", "experts": ["base", "smollm2-math", "smollm2-code"]}, {"id": "q", "experts": ["moe"]}],
+    })
+    kept, skipped = without_missing_optional(config)
+    assert [e.id for e in kept.experts] == ["base", "smollm2-math"]
+    assert [p.experts for p in kept.pools] == [["base", "smollm2-math"]]
+    assert set(skipped) == {"smollm2-code", "moe"} and "make experts" in skipped["moe"]
+    # a required expert that is missing is still an error, not a silent skip
+    required = parse_config({"model_cache_dir": str(tmp_path), "experts": [{"id": "x", "weights": "built:nope"}]})
+    assert without_missing_optional(required)[1] == {}
+    with pytest.raises(CheckpointError, match="not built yet"):
+        from coe.models.resolve import resolve_checkpoint
+
+        resolve_checkpoint(required.experts[0], tmp_path)
 
 
 def _error(data: object) -> str:
