@@ -54,6 +54,7 @@ def _model_card(info: ExpertInfo, tier: str | None = None) -> dict:
             "is_base_model": info.is_base_model,
             "location": info.location,
             "tier": tier,
+            **({"moe_routing": info.moe_routing} if info.moe_routing else {}),
         },
     }
 

@@ -22,6 +22,7 @@ class ExpertInfo:
     description: str = ""
     is_base_model: bool = False
     location: str = ""
+    moe_routing: str | None = None  # in-model routing of an MoE checkpoint ("2 experts, top-1"); None if dense
 
 
 class ExpertBackend(abc.ABC):

@@ -1,4 +1,5 @@
-"""One real CoE service per test session: two bundled vLLM experts plus a remote (LiteLLM) expert.
+"""One real CoE service per test session: two bundled vLLM experts, a remote (LiteLLM) expert, a
+synthetic variant sharing SmolLM2's engine slot and two upcycled MoE experts sharing another slot.
 
 Booting engines costs over a minute on 2 cores, so the server is session-scoped. The remote expert
 points LiteLLM at this same service's OpenAI endpoint: a real OpenAI-compatible server on loopback,
@@ -23,11 +24,24 @@ SMOL = "smollm2-135m-instruct"
 GEMMA = "gemma3-270m"
 REMOTE = "remote-smollm2"
 VARIANT = f"{SMOL}-variant-7"  # synthetic (coe/models/variants.py): shares SmolLM2's engine slot
+# Two Mixtral checkpoints upcycled from SmolLM2 and a variant with zero routers (ties go to expert 0):
+# the first computes with SmolLM2's FFN, the second with the variant's, over the same averaged attention.
+MOE, MOE_SWAPPED = "smollm2-moe-test", "smollm2-moe-test-swapped"
 
 
-def service_config(port: int, router: Path, variant: Path, warm_dir: Path) -> dict:
+def build_moe_experts(folder: Path, base: Path) -> dict[str, Path]:
+    from coe.models.variants import make_variant
+    from coe.moe.upcycle import upcycle
+
+    variant = make_variant(base, folder / "moe-source-variant", seed=1, noise=0.15)
+    return {MOE: upcycle([base, variant], folder / MOE, top_k=1).path,
+            MOE_SWAPPED: upcycle([variant, base], folder / MOE_SWAPPED, top_k=1).path}
+
+
+def service_config(port: int, router: Path, variant: Path, moes: dict[str, Path], warm_dir: Path) -> dict:
     """SmolLM2 and a variant share one engine slot (a swap pool; `repack` keeps vLLM's packed CPU
-    kernels, so SmolLM2's output stays comparable with a plain engine's); Gemma has its own engine."""
+    kernels, so SmolLM2's output stays comparable with a plain engine's); Gemma has its own engine;
+    the two MoEs share a third."""
     return {
         "router": {"artifact": str(router)},
         "experts": [
@@ -52,6 +66,9 @@ def service_config(port: int, router: Path, variant: Path, warm_dir: Path) -> di
                 "architecture": "LlamaForCausalLM",
                 "prompt_format": "chat",
             },
+            *({"id": name, "description": "upcycled MoE (2 experts, top-1) for tests", "weights": str(path),
+               "architecture": "MixtralForCausalLM", "prompt_format": "chat",
+               "engine": {"cpu_bind": "1", "max_model_len": 1024}} for name, path in moes.items()),
             {
                 "id": REMOTE,
                 "description": "SmolLM2 reached over HTTP through LiteLLM (this service's own endpoint)",
@@ -60,14 +77,17 @@ def service_config(port: int, router: Path, variant: Path, warm_dir: Path) -> di
         ],
         "server": {"max_request_bytes": 200_000},
         "pools": [{"id": "smollm2", "experts": [SMOL, VARIANT], "slots": 1, "warm_gib": 1,
-                   "warm_dir": str(warm_dir), "slot_weights": "repack"}],
+                   "warm_dir": str(warm_dir), "slot_weights": "repack"},
+                  {"id": "moe", "experts": list(moes), "slots": 1, "warm_gib": 1, "warm_dir": str(warm_dir)}],
     }
 
 
 # The K-shot evidence for the test router: which expert "wins" each category. The endpoint must follow
 # whatever map training derives from it; real K-shot scoring (answers + scorers) is tested in
-# tests/unit/router_training and by `coe train-router --endpoint`.
-TEST_WINNERS = {"coding": SMOL, "general": SMOL, "math": GEMMA, "writing": GEMMA}
+# tests/unit/router_training and by `coe train-router --endpoint`. Writing goes to an MoE expert, so
+# the map has a target that lives in a swap pool.
+TEST_WINNERS = {"coding": SMOL, "general": SMOL, "math": GEMMA, "writing": MOE}
+ROUTED = (SMOL, GEMMA, MOE)
 
 
 def write_router_inputs(folder: Path) -> tuple[Path, Path]:
@@ -81,7 +101,7 @@ def write_router_inputs(folder: Path) -> tuple[Path, Path]:
     with scores.open("w") as f:
         for category, winner in TEST_WINNERS.items():
             for item in [p for p in dataset if p.category == category][:3]:
-                for expert in (SMOL, GEMMA):
+                for expert in ROUTED:
                     score = 0.9 if expert == winner else 0.2
                     f.write(json.dumps({"prompt": item.text, "category": category, "expert": expert, "score": score}) + "\n")
     return data, scores
@@ -94,7 +114,7 @@ def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data, scores = write_router_inputs(folder)
     proc = subprocess.run(
         [sys.executable, "-m", "coe.cli.main", "train-router", "--data", str(data), "--scores", str(scores),
-         "--k", "3", "--experts", f"{SMOL},{GEMMA}", "--general-expert", SMOL, "--out", str(folder / "out")],
+         "--k", "3", "--experts", ",".join(ROUTED), "--general-expert", SMOL, "--out", str(folder / "out")],
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -109,9 +129,10 @@ def service_config_path(tmp_path_factory: pytest.TempPathFactory, router_artifac
 
     folder = tmp_path_factory.mktemp("coe")
     variant = make_variant(prepare(SMOL).path, folder / VARIANT, seed=7)
+    moes = build_moe_experts(folder, prepare(SMOL).path)
     warm_dir = Path("/dev/shm") / f"coe-test-{port}"
     path = folder / "coe.yaml"
-    path.write_text(yaml.safe_dump(service_config(port, router_artifact, variant, warm_dir)))
+    path.write_text(yaml.safe_dump(service_config(port, router_artifact, variant, moes, warm_dir)))
     yield path, port
     shutil.rmtree(warm_dir, ignore_errors=True)  # tmpfs is RAM: leave nothing behind
 

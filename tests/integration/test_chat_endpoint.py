@@ -10,14 +10,14 @@ import sys
 import httpx
 import pytest
 
-from tests.integration.conftest import GEMMA, REMOTE, SMOL, VARIANT
+from tests.integration.conftest import GEMMA, MOE, MOE_SWAPPED, REMOTE, SMOL, VARIANT
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 def test_models_lists_every_expert(client) -> None:
     models = {m.id: m for m in client.models.list().data if m.model_extra["coe"]["kind"] != "router"}
-    assert set(models) == {SMOL, GEMMA, REMOTE, VARIANT}
+    assert set(models) == {SMOL, GEMMA, REMOTE, VARIANT, MOE, MOE_SWAPPED}
     extra = {mid: m.model_extra["coe"] for mid, m in models.items()}
     assert extra[SMOL]["kind"] == "local" and not extra[SMOL]["is_base_model"]
     assert extra[GEMMA]["is_base_model"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.conftest import GEMMA, SMOL
+from tests.integration.conftest import GEMMA, MOE, SMOL
 
 CODING = "Write a Python function that returns the n-th Fibonacci number using memoisation."
 WRITING = "Write a short poem about autumn leaves falling in a quiet park."
@@ -30,7 +30,7 @@ def router_map(router: Path) -> dict[str, str]:
 
 
 def test_map_follows_kshot_evidence(router_artifact: Path) -> None:
-    assert router_map(router_artifact) == {"coding": SMOL, "general": SMOL, "math": GEMMA, "writing": GEMMA}
+    assert router_map(router_artifact) == {"coding": SMOL, "general": SMOL, "math": GEMMA, "writing": MOE}
 
 
 def test_coe_is_listed_as_a_model(client) -> None:
