@@ -58,7 +58,7 @@ eval-mtbench: install-dev models
 eval-arena-hard: install-dev models
 	$(BIN)/python -m evals.full_run arena-hard $(if $(ROUTER),--router $(ROUTER)) $(EVAL_ARGS)
 
-# Domain specialists (LoRA fine-tunes of SmolLM2, about 15 min each on 2 cores) and the MoE upcycled
+# Domain specialists (LoRA fine-tunes of SmolLM2, about 10 min each on 2 cores) and the MoE upcycled
 # from them; writes into the model cache and the table of held-out checks to bench/results/experts/.
 EXPERTS_DIR ?= $(or $(COE_CACHE_DIR),$(HOME)/.cache/coe/models)
 .PHONY: experts bench-moe
@@ -68,7 +68,7 @@ experts: install models
 	$(COE) upcycle $(EXPERTS_DIR)/smollm2-code $(EXPERTS_DIR)/smollm2-math --out $(EXPERTS_DIR)/smollm2-moe-code-math \
 		--top-k 1 --train-steps 30 --verify
 	$(BIN)/python -m coe.moe.compare $(EXPERTS_DIR)/smollm2-moe-code-math $(EXPERTS_DIR)/smollm2-code \
-		$(EXPERTS_DIR)/smollm2-math --n 30 --out bench/results/experts
+		$(EXPERTS_DIR)/smollm2-math --n 82 --out bench/results/experts
 	$(BIN)/coe moe-stats $(EXPERTS_DIR)/smollm2-moe-code-math --chat --out bench/results/experts/moe-stats \
 		-p "Write a Python function that returns the sum of a list." \
 		-p "Ana has 12 pens and buys 3 bags of 4 pens. How many pens does she have? Give the final number."
