@@ -81,6 +81,12 @@ def run_train_router(
         dataset = [p for p in dataset if p.category in categories]
         if not dataset:
             raise UsageError(f"no prompt has a category in {categories}")
+    active_params: dict[str, float] | None = {e: p for e, p in local_active_params(config_path).items() if e in expert_ids}
+    uncounted = [e for e in expert_ids if e not in active_params]
+    if uncounted:  # remote, or weights not prepared/built: the cost-aware map cannot weigh them
+        console.print(f"[yellow]no parameter count for {', '.join(uncounted)} (remote or weights not on this machine): "
+                      "the cheap map ignores cost[/]")
+        active_params = None
     plan = TrainingPlan(
         dataset=dataset,
         experts=expert_ids,
@@ -90,7 +96,7 @@ def run_train_router(
         classifier=classifier,
         k=k,
         seed=seed,
-        active_params={e: p for e, p in local_active_params(config_path).items() if e in expert_ids},
+        active_params=active_params,
     )
     progress = lambda message: console.print(f"  {message}", highlight=False)  # noqa: E731
     if scores is not None:

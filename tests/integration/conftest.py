@@ -112,9 +112,15 @@ def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real router (MiniLM + logistic regression on benchmark prompts) trained through the CLI."""
     folder = tmp_path_factory.mktemp("router")
     data, scores = write_router_inputs(folder)
+    # train-router checks --experts against a config: the routed experts, as the service will name them
+    config = folder / "experts.yaml"
+    config.write_text(yaml.safe_dump({"experts": [
+        {"id": SMOL, "weights": f"bundled:{SMOL}"}, {"id": GEMMA, "weights": f"bundled:{GEMMA}"},
+        {"id": MOE, "weights": str(folder / "built-with-the-service")}]}))
     proc = subprocess.run(
-        [sys.executable, "-m", "coe.cli.main", "train-router", "--data", str(data), "--scores", str(scores),
-         "--k", "3", "--experts", ",".join(ROUTED), "--general-expert", SMOL, "--out", str(folder / "out")],
+        [sys.executable, "-m", "coe.cli.main", "train-router", "--config", str(config), "--data", str(data),
+         "--scores", str(scores), "--k", "3", "--experts", ",".join(ROUTED), "--general-expert", SMOL,
+         "--out", str(folder / "out")],
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
