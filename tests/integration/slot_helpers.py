@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from coe.config import EngineOptions, ExpertConfig, PromptFormat, SwapPoolConfig
@@ -35,14 +38,22 @@ async def answers(s: EngineSlot, expert_id: str) -> list[str]:
     return [(await s.chat(expert_id, request(p))).text for p in PROMPTS]
 
 
+@asynccontextmanager
+async def running_slot(name: str, expert_ids: list[str], checkpoints: dict[str, Path], root: Path) -> AsyncIterator[EngineSlot]:
+    """A started slot; shut down afterwards, its tmpfs warm tier removed (tmpfs is RAM)."""
+    slot = new_slot(name, expert_ids, checkpoints, root)
+    await slot.start()
+    try:
+        yield slot
+    finally:
+        await slot.shutdown()
+        shutil.rmtree(slot.pool.warm_dir, ignore_errors=True)
+
+
 async def fresh_answers(expert_id: str, checkpoints: dict[str, Path], root: Path) -> list[str]:
     """Greedy answers of an engine booted directly on the expert's checkpoint, never swapped."""
-    fresh = new_slot(f"fresh-{expert_id}", [expert_id], checkpoints, root)
-    await fresh.start()
-    try:
+    async with running_slot(f"fresh-{expert_id}", [expert_id], checkpoints, root) as fresh:
         return await answers(fresh, expert_id)
-    finally:
-        await fresh.shutdown()
 
 
 async def settle(slot: EngineSlot) -> None:

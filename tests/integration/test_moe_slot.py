@@ -12,7 +12,6 @@ packed bytes, so copying an image back must restore exactly what the kernel read
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ from coe.models.prepare import prepare
 from coe.models.variants import make_variant
 from coe.moe.upcycle import upcycle
 from coe.swap.slot import EngineSlot
-from tests.integration.slot_helpers import answers, fresh_answers, new_slot, swap_to
+from tests.integration.slot_helpers import answers, fresh_answers, running_slot, swap_to
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
@@ -43,11 +42,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def slot(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    s = new_slot("moe-slot", [MOE_A, MOE_B], checkpoints, tmp_path_factory.mktemp("slot"))
-    await s.start()
-    yield s
-    await s.shutdown()
-    shutil.rmtree(s.pool.warm_dir, ignore_errors=True)
+    async with running_slot("moe-slot", [MOE_A, MOE_B], checkpoints, tmp_path_factory.mktemp("slot")) as s:
+        yield s
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,8 @@ from tests.integration.slot_helpers import (
     PROMPTS,
     answers,
     fresh_answers,
-    new_slot,
     request,
+    running_slot,
     settle,
     swap_to,
 )
@@ -50,11 +49,8 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def slot(checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    s = new_slot("slot-test", [BASE, V1, V2], checkpoints, tmp_path_factory.mktemp("slot"))
-    await s.start()
-    yield s
-    await s.shutdown()
-    shutil.rmtree(s.pool.warm_dir, ignore_errors=True)
+    async with running_slot("slot-test", [BASE, V1, V2], checkpoints, tmp_path_factory.mktemp("slot")) as s:
+        yield s
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
