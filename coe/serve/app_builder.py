@@ -9,7 +9,7 @@ from pathlib import Path
 
 from coe.config import CoEConfig, ExpertConfig, PromptFormat
 from coe.experts.base import ExpertInfo
-from coe.models.resolve import resolve_checkpoint
+from coe.models.resolve import resolve_checkpoint, without_missing_optional
 from coe.serve.pool_builder import bind_pools
 from coe.serve.serve_config import INGRESS_CPUS, expert_options, ingress_options
 
@@ -65,8 +65,6 @@ def app_from_args(args: dict):  # -> serve.Application
 
     if not isinstance(args, dict) or "config" not in args:
         raise ValueError("the Serve config's args must be {config: <coe.yaml mapping>}; run `coe deploy config`")
-    from coe.models.resolve import without_missing_optional
-
     config, skipped = without_missing_optional(parse_config(args["config"], "serve config args.config"))
     for reason in skipped.values():
         log.warning("skipping optional %s", reason)
