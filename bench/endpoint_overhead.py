@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from coe import paths
 from coe.config import EngineOptions, PromptFormat, load_config
 from coe.models.resolve import resolve_checkpoint
 from coe.protocol import GenerationRequest, SamplingSettings
@@ -139,7 +140,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-tokens", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--out", type=Path, default=Path("bench/results/endpoint_overhead.json"))
+    parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "endpoint_overhead.json")
     args = parser.parse_args()
 
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

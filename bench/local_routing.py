@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from router_training import local_analysis as la
+from coe import paths
 from coe.serve.subprocess_server import CoEServer, free_port
+from router_training import local_analysis as la
 
 JUDGE = "smollm2-135m-instruct"
 
@@ -32,7 +33,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--categories", default="coding,math,writing,general",
                         help="which local categories to score (writing/general need the LLM judge)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/local_routing"))
+    parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "local_routing")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from coe import paths
 from coe.models.inspect import checkpoint_stats
 from coe.moe.probe import probe
 from coe.moe.settings import moe_settings
@@ -38,11 +39,11 @@ PROMPTS = [
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dense", type=Path, default=Path.home() / ".cache/coe/models/smollm2-135m-instruct")
+    parser.add_argument("--dense", type=Path, default=paths.model_cache_dir() / "smollm2-135m-instruct")
     parser.add_argument("--moe", type=Path, default=None)
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=Path("bench/results/moe_throughput.json"))
+    parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "moe_throughput.json")
     args = parser.parse_args(argv)
     tmp = None
     if args.moe is None:

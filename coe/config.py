@@ -16,6 +16,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from coe import paths
 from coe.swap.scheduler import BatchingPolicy
 from coe.swap.tiers import EvictionPolicy
 
@@ -209,7 +210,7 @@ class SwapPoolConfig(StrictModel):
     experts: list[str] = Field(..., min_length=1)
     slots: int = Field(1, ge=1, description="Running engines (the hot tier).")
     warm_gib: float = Field(2.0, ge=0, description="Host-RAM budget for warm images (tmpfs), per node.")
-    warm_dir: Path = Field(Path("/dev/shm/coe-warm"), description="tmpfs folder for warm images.")
+    warm_dir: Path = Field(default_factory=paths.warm_dir, description="tmpfs folder for warm images (default: COE_WARM_DIR or /dev/shm/coe-warm).")
     eviction: EvictionPolicy = EvictionPolicy.lru
     batching: BatchingPolicy = BatchingPolicy.group
     max_wait_ms: int = Field(500, ge=0, description="How long a request may wait while another expert's batch runs.")
@@ -232,7 +233,7 @@ class CoEConfig(StrictModel):
     pools: list[SwapPoolConfig] = Field(default_factory=list, description="Swap pools (hot/warm/cold tiers).")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     model_cache_dir: Path | None = Field(
-        None, description="Where bundled models are prepared (default: COE_CACHE_DIR or ~/.cache/coe)."
+        None, description="Where bundled models are prepared (default: COE_CACHE_DIR or ~/.cache/coe/models)."
     )
 
     @model_validator(mode="after")

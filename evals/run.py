@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from coe import paths
 from evals.clients import EndpointClient, EvalTransportError, Judge, LiteLLMClient
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000/v1"
-DEFAULT_OUT = Path("evals/results")
+DEFAULT_OUT = paths.results_dir("evals")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -152,7 +153,13 @@ def run_stage(description: str, tasks: Sequence[Callable[[], None]], parallel: i
     Ctrl-C) stops the stage: queued tasks are cancelled, finished ones are already cached, and the
     error is raised."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     if not tasks:
         return

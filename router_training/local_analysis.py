@@ -114,12 +114,20 @@ def score_answers(items: Sequence[LocalItem], experts: Sequence[str], answer: An
 
 def evaluate(matrix: np.ndarray, categories: Sequence[str], experts: Sequence[str],
              k_list: Sequence[int | None], seeds: int) -> dict:
-    """Per seed: half of each category selects, the other half tests. Means over seeds with 2.5/97.5%."""
+    """Per seed: half of each category selects, the other half tests. Means over seeds with 2.5/97.5%.
+
+    A prompt without a valid score from every expert (an unparseable judgment) is left out, as
+    `evals.routing_analysis` does: an invalid judgment is not a zero."""
     from evals.routing_analysis import headroom_share, yardsticks
     from router_training.kshot import select_experts
     from router_training.pipeline import guard_ties
 
-    cats = np.array(categories)
+    complete = ~np.isnan(matrix).any(axis=1)
+    matrix = matrix[complete]
+    cats = np.array(categories)[complete]
+    categories = cats.tolist()
+    if not len(categories):
+        raise ValueError("no prompt has a valid score from every expert (invalid judgments are not scores)")
     rows: dict[str, list[float]] = {}
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
@@ -129,7 +137,7 @@ def evaluate(matrix: np.ndarray, categories: Sequence[str], experts: Sequence[st
             train += list(idx[: len(idx) // 2])
             test += list(idx[len(idx) // 2:])
         tr, te = np.array(train), np.array(test)
-        s_te = np.nan_to_num(matrix[te], nan=0.0)
+        s_te = matrix[te]
         best = int(np.nanargmax(np.nanmean(matrix[tr], axis=0)))
         results = yardsticks(s_te, best)
         for k in k_list:

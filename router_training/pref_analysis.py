@@ -36,6 +36,7 @@ import numpy as np
 
 from evals.routing_analysis import yardsticks
 from router_training.pref_routers import (
+from coe import paths
     Routed,
     Split,
     choose_n_clusters,
@@ -45,10 +46,9 @@ from router_training.pref_routers import (
     route_regression,
 )
 
-# The project's shared data folder sits beside the checkout (../shared), in CI's clone too.
-_SHARED_CSV = Path(__file__).resolve().parents[2] / "shared" / "data" / "alpacaeval2_pref_matrix.csv"
-DEFAULT_CSV = Path(os.environ.get("COE_PREF_MATRIX", str(_SHARED_CSV)))
-DEFAULT_OUT = Path("bench/results/routing_analysis")
+# Vendored with its provenance and licence (router_training/datasets/alpacaeval2/README.md).
+DEFAULT_CSV = Path(__file__).resolve().parent / "datasets" / "alpacaeval2" / "pref_matrix.csv"
+DEFAULT_OUT = paths.results_dir("bench") / "routing_analysis"
 DROPPED_MODELS = ("NullModel", "gpt4_gamed", "gpt4_1106_preview")
 DEFAULT_K_LIST: tuple[int | None, ...] = (1, 3, 5, 10, None)
 SET_NAMES = ("strong", "complementary")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from coe.api.errors import install_error_handlers
@@ -10,7 +13,14 @@ from coe.api.state import ApiState
 
 
 def build_app(state: ApiState) -> FastAPI:
-    app = FastAPI(title="CoE", description="Composition of experts behind one OpenAI-compatible API")
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        # Clients get ready before the first request (Ray Serve runs this before the replica takes
+        # traffic): a remote expert's first answer must not pay for importing its client library.
+        await asyncio.gather(*(expert.start() for expert in state.experts.values()))
+        yield
+
+    app = FastAPI(title="CoE", description="Composition of experts behind one OpenAI-compatible API", lifespan=lifespan)
     app.state.coe = state
     install_error_handlers(app)
     app.include_router(router)

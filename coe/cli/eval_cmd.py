@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from coe import paths
 from coe.cli.errors import err_console, fail_cleanly
 
 eval_app = typer.Typer(help="Evaluate an arrangement: MT-Bench, Arena-Hard, offline routing analysis.",
@@ -69,7 +70,7 @@ def mt_bench_cmd(
     litellm: Annotated[bool, typer.Option("--litellm", help="Answer through LiteLLM: --model is a LiteLLM model string.")] = False,
     params_config: Annotated[Optional[Path], typer.Option(help="coe.yaml whose local checkpoints give parameter counts (default: the bundled one).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default: derived from the settings).")] = None,
-    out: Out = Path("evals/results"),
+    out: Out = paths.results_dir("evals"),
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """MT-Bench: 80 two-turn questions, single-answer grading 1-10 by the judge (FastChat llm_judge prompts)."""
@@ -95,7 +96,7 @@ def arena_hard_cmd(
     litellm: Annotated[bool, typer.Option("--litellm", help="Answer through LiteLLM: --model is a LiteLLM model string.")] = False,
     params_config: Annotated[Optional[Path], typer.Option(help="coe.yaml whose local checkpoints give parameter counts.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Run folder name (default: derived from the settings).")] = None,
-    out: Out = Path("evals/results"),
+    out: Out = paths.results_dir("evals"),
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Arena-Hard v2.0: pairwise judging against the baseline's answers in both orders; Bradley-Terry win rate with a bootstrap 95% interval."""
@@ -116,7 +117,13 @@ def routing_analysis_cmd(
 ) -> None:
     """Best single expert, oracle, random and the router's arrangement from per-prompt scores; the share of the oracle's headroom the router captures."""
     with fail_cleanly(), _eval_errors():
-        from evals.routing_analysis import AnalysisInputError, analyse, load_scores, load_router_choices, to_markdown
+        from evals.routing_analysis import (
+            AnalysisInputError,
+            analyse,
+            load_router_choices,
+            load_scores,
+            to_markdown,
+        )
 
         try:
             matrix = load_scores(runs or [], scores)

@@ -7,11 +7,12 @@ from typing import Annotated
 
 import typer
 
+from coe import paths
 from coe.cli.errors import err_console
 
 
 def leaderboard(
-    results: Annotated[Path, typer.Option(help="Results root written by `coe eval` (<results>/<benchmark>/<run>/).")] = Path("evals/results"),
+    results: Annotated[Path, typer.Option(help="Results root written by `coe eval` (<results>/<benchmark>/<run>/).")] = paths.results_dir("evals"),
 ) -> None:
     """Print the table of all runs; write leaderboard.md, leaderboard.html and its plots next to the results."""
     if not results.is_dir():

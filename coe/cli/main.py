@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from coe import paths
 from coe.cli.errors import fail_cleanly
 from coe.cli.eval_cmd import eval_app
 from coe.cli.leaderboard_cmd import leaderboard
@@ -57,7 +58,7 @@ def route(
 
 @app.command("train-router")
 def train_router(
-    out: Annotated[Path, typer.Option(help="Folder for router artifacts (a versioned subfolder is written).")] = Path("routers"),
+    out: Annotated[Path, typer.Option(help="Folder for router artifacts (a versioned subfolder is written).")] = paths.routers_dir(),
     config: ConfigOption = None,
     data: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Labelled prompts (JSONL: prompt or messages, category). Default: built from benchmark packages.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Prompts per category each expert answers for K-shot selection.")] = 5,

@@ -86,11 +86,19 @@ def prepare_models(config: ConfigOption = None, cache_dir: CacheOption = None) -
     """Convert bundled GGUF models to vLLM-loadable safetensors, once (checksummed; reruns skip)."""
     with fail_cleanly():
         from coe.config import load_config
-        from coe.models.resolve import resolve_checkpoint
+        from coe.models.resolve import CheckpointError, resolve_checkpoint
 
         cfg = load_config(config)
         cache = cache_dir or cfg.model_cache_dir
         for expert in cfg.experts:
-            if expert.remote is None:
+            if expert.remote is not None:
+                continue
+            try:
                 path = resolve_checkpoint(expert, cache, progress=lambda m: console.print(f"  {m}"))
-                console.print(f"[green]ok[/] {expert.id}: {path}")
+            except CheckpointError as err:
+                if not expert.optional:
+                    raise
+                # Optional experts are built by other steps (`make experts`): say so, keep going.
+                console.print(f"[yellow]skipped[/] optional expert {expert.id}: {err}", highlight=False, soft_wrap=True)
+                continue
+            console.print(f"[green]ok[/] {expert.id}: {path}", highlight=False, soft_wrap=True)

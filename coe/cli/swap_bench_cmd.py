@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from coe import paths
 from coe.cli.errors import UsageError, fail_cleanly
 
 console = Console(stderr=True)
@@ -24,7 +25,7 @@ def swap_bench(
     slot_weights: Annotated[str, typer.Option(help="unpacked (memcpy-speed swaps) or repack (vLLM's packed CPU kernels).")] = "unpacked",
     warm_gib: Annotated[float, typer.Option(help="Warm-tier budget for the run.")] = 0.8,
     seed: Annotated[int, typer.Option(help="Seed of the trace.")] = 0,
-    out: Annotated[Path, typer.Option(help="Where the JSON results go.")] = Path("bench/results/swap_bench.json"),
+    out: Annotated[Path, typer.Option(help="Where the JSON results go.")] = paths.results_dir("bench") / "swap_bench.json",
 ) -> None:
     """Measure swaps on this machine (boots one engine; about 3-6 minutes on 2 cores)."""
     with fail_cleanly():

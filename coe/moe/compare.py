@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from coe import paths
+
 CHECKS = {"code": "HumanEval unit tests, pass@1", "math": "held-out word problems, exact answer"}
 
 
@@ -74,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("moe", type=Path, nargs="?")
     parser.add_argument("specialists", type=Path, nargs="*")
     parser.add_argument("--n", type=int, default=30, help="held-out prompts per domain")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/experts"))
+    parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "experts")
     parser.add_argument("--from-answers", type=Path, help="rebuild the tables from a previous run's answers.jsonl folder")
     args = parser.parse_args(argv)
     started = time.monotonic()

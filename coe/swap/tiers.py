@@ -25,8 +25,9 @@ from coe.swap.image import HASH_CHUNK, ImageMeta, sidecar_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WARM_ROOT = Path("/dev/shm/coe-warm")
-
+# Left free in the tmpfs beyond an image's bytes: other users of /dev/shm (Ray's object store, vLLM's
+# shared-memory queues) must not be starved by a warm image.
+WARM_HEADROOM_BYTES = 64 << 20
 
 class Tier(str, Enum):
     hot = "hot"
@@ -64,6 +65,8 @@ class TierStore:
         self.warm_budget_bytes = warm_budget_bytes
         self.policy = policy
         self.uses: Counter[str] = Counter()
+        self.warm_refused: str | None = None  # why the last promotion could not be written, if it failed
+        self.headroom_bytes = WARM_HEADROOM_BYTES
         paths.cold_dir.mkdir(parents=True, exist_ok=True)
         paths.warm_dir.mkdir(parents=True, exist_ok=True)
 
@@ -97,18 +100,45 @@ class TierStore:
             meta = ImageMeta.read(cold)
             if meta.nbytes > self.warm_budget_bytes or not self._make_room(meta.nbytes, protect | {expert}):
                 return None
+            if not self._has_room(expert, meta.nbytes):
+                return None
             tmp = warm.with_name(f".{warm.name}.{os.getpid()}.tmp")
-            digest = hashlib.sha256()
-            with cold.open("rb") as src, tmp.open("wb") as dst:
-                while chunk := src.read(HASH_CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-            if digest.hexdigest() != meta.sha256:
-                tmp.unlink()
-                raise ChecksumMismatch(f"{cold}: checksum does not match its sidecar; refusing it")
-            shutil.copyfile(sidecar_path(cold), sidecar_path(warm))
-            os.replace(tmp, warm)
+            try:
+                digest = hashlib.sha256()
+                with cold.open("rb") as src, tmp.open("wb") as dst:
+                    while chunk := src.read(HASH_CHUNK):
+                        digest.update(chunk)
+                        dst.write(chunk)
+                if digest.hexdigest() != meta.sha256:
+                    raise ChecksumMismatch(f"{cold}: checksum does not match its sidecar; refusing it")
+                shutil.copyfile(sidecar_path(cold), sidecar_path(warm))
+                os.replace(tmp, warm)
+            except OSError as err:  # e.g. ENOSPC: another process filled the tmpfs meanwhile
+                sidecar_path(warm).unlink(missing_ok=True)
+                self._refuse_warm(f"writing {expert}'s image to {self.paths.warm_dir} failed ({err.strerror or err})")
+                return None
+            finally:
+                tmp.unlink(missing_ok=True)  # never leave a partial image behind
             return warm
+
+    def _has_room(self, expert: str, nbytes: int) -> bool:
+        """The byte budget is a promise only if the tmpfs really has that much free: a small /dev/shm
+        (a container's default is 64 MB) must mean cold-only swaps, not a half-written file."""
+        stat = os.statvfs(self.paths.warm_dir)
+        free = stat.f_bavail * stat.f_frsize
+        if free >= nbytes + self.headroom_bytes:
+            return True
+        self._refuse_warm(
+            f"{self.paths.warm_dir} has {free / 2**20:.0f} MiB free, {expert}'s image needs {nbytes / 2**20:.0f} MiB"
+        )
+        return False
+
+    def _refuse_warm(self, why: str) -> None:
+        """One clear message per store, then quiet: swaps keep working from the cold tier."""
+        if not self.warm_refused:
+            log.warning("warm tier off for now: %s; swapping from disk (cold) instead. Give the tmpfs more room "
+                        "(e.g. docker --shm-size, a bigger /dev/shm) or lower the pool's warm_gib.", why)
+        self.warm_refused = why
 
     def evict(self, expert: str) -> bool:
         with self._locked():

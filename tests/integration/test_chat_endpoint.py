@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -25,10 +26,12 @@ def test_models_lists_every_expert(client) -> None:
 
 
 @pytest.mark.parametrize("expert", [SMOL, GEMMA])
-def test_each_bundled_expert_answers_sensibly(client, expert: str) -> None:
+def test_each_bundled_expert_answers_as_a_plain_engine_does(client, expert: str) -> None:
+    # bf16 greedy text depends on the CPU's kernels (AVX2, AVX-512, AMX), so the reference is a plain
+    # vLLM engine on this machine, never a fixed word. 24 greedy tokens are a prefix of its 32.
     reply = client.chat.completions.create(model=expert, messages=CAPITAL, temperature=0, max_tokens=24)
     text = reply.choices[0].message.content
-    assert "Paris" in text, text
+    assert text.strip() and direct_outputs(client, expert)[0].startswith(text), text
     assert reply.model == expert
     assert reply.choices[0].finish_reason in ("stop", "length")
     assert reply.usage.prompt_tokens > 5 and 0 < reply.usage.completion_tokens <= 24
@@ -89,14 +92,28 @@ def direct_engine_outputs(checkpoint: str, prompt_format: str, cpu_bind: str) ->
     return json.loads(lines[-1][len("COE-JSON ") :])
 
 
-@pytest.mark.parametrize(("expert", "fmt", "cpu_bind"), [(SMOL, "chat", "0"), (GEMMA, "completion", "1")])
-def test_greedy_text_equals_direct_engine(client, expert: str, fmt: str, cpu_bind: str) -> None:
+# How each bundled expert is served in the session service: prompt format and the cores its engine uses.
+SERVED_AS = {SMOL: ("chat", "0"), GEMMA: ("completion", "1")}
+
+
+@functools.cache
+def _direct_outputs(location: str, fmt: str, cpu_bind: str) -> tuple[str, ...]:
+    return tuple(direct_engine_outputs(location, fmt, cpu_bind))
+
+
+def direct_outputs(client, expert: str) -> tuple[str, ...]:
+    """A plain vLLM engine's greedy answers to CONVERSATIONS (32 tokens), booted once per expert."""
     location = client.models.retrieve(expert).model_extra["coe"]["location"]
+    return _direct_outputs(location, *SERVED_AS[expert])
+
+
+@pytest.mark.parametrize("expert", [SMOL, GEMMA])
+def test_greedy_text_equals_direct_engine(client, expert: str) -> None:
     served = [
         client.chat.completions.create(model=expert, messages=conv, temperature=0, max_tokens=32).choices[0].message.content
         for conv in CONVERSATIONS
     ]
-    assert served == direct_engine_outputs(location, fmt, cpu_bind)
+    assert served == list(direct_outputs(client, expert))
 
 
 def test_remote_expert_through_litellm_matches_local(client) -> None:
@@ -107,11 +124,12 @@ def test_remote_expert_through_litellm_matches_local(client) -> None:
     assert remote.usage.completion_tokens > 0
 
 
-def test_litellm_client_talks_to_coe(base_url: str) -> None:
+def test_litellm_client_talks_to_coe(base_url: str, client) -> None:
     import litellm
 
     kwargs = dict(model=f"openai/{SMOL}", api_base=base_url, api_key="unused", messages=CAPITAL, temperature=0, max_tokens=24)
     whole = litellm.completion(**kwargs)
-    assert "Paris" in whole.choices[0].message.content
+    via_sdk = client.chat.completions.create(model=SMOL, messages=CAPITAL, temperature=0, max_tokens=24)
+    assert whole.choices[0].message.content == via_sdk.choices[0].message.content
     streamed = "".join(c.choices[0].delta.content or "" for c in litellm.completion(stream=True, **kwargs))
     assert streamed == whole.choices[0].message.content

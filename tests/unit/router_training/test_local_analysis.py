@@ -36,3 +36,13 @@ def test_identical_experts_keep_the_best_single() -> None:
     matrix = np.hstack([scores, scores])
     summary = la.evaluate(matrix, ["x"] * 10 + ["y"] * 10, ["a", "b"], k_list=(None,), seeds=3)
     assert summary["k-shot map K=all"]["mean"] == summary["best single"]["mean"]
+
+
+def test_an_invalid_judgment_is_dropped_not_scored_zero() -> None:
+    # Expert b wins every prompt it has a valid score for; its invalid judgments (NaN) must not count
+    # as 0 (which would hand the prompts to a), they leave those prompts out for every arrangement.
+    cats = ["general"] * 12
+    matrix = np.array([[0.5, 0.9]] * 8 + [[0.5, np.nan]] * 4)
+    summary = la.evaluate(matrix, cats, ["a", "b"], k_list=(None,), seeds=3)
+    assert summary["best single"]["mean"] == summary["oracle"]["mean"] == 0.9
+    assert summary["k-shot map K=all"]["mean"] == 0.9

@@ -17,15 +17,22 @@ from router_training import pref_analysis as pa
 
 @pytest.fixture(scope="module")
 def cache_dir() -> Path:
-    # CoE's own cache (survives pytest's -p no:cacheprovider and fresh clones on the same machine).
-    from coe.models.cache import default_cache_dir
+    # CoE's own cache (COE_CACHE_DIR): survives pytest's -p no:cacheprovider, fresh in CI.
+    from coe.paths import cache_subdir
 
-    return default_cache_dir().parent / "test-embeddings"
+    return cache_subdir("test-embeddings")
 
 
 @pytest.fixture(scope="module")
 def report(cache_dir: Path) -> dict:
     return pa.run_analysis(pa.DEFAULT_CSV, seeds=(0, 1), k_list=(1, None), cache_dir=cache_dir)
+
+
+def test_vendored_matrix_is_the_documented_file() -> None:
+    import hashlib
+
+    readme = (pa.DEFAULT_CSV.parent / "README.md").read_text()
+    assert hashlib.sha256(pa.DEFAULT_CSV.read_bytes()).hexdigest() in readme
 
 
 def test_matrix_drops_adversarial_and_reference_columns() -> None:

@@ -91,3 +91,44 @@ def test_check_fits_names_the_difference(tmp_path: Path) -> None:
     with pytest.raises(ImageMismatch, match="missing \\['c'\\]"):
         check_fits(path, [("a", "BF16", (4,)), ("b", "F32", (2, 2)), ("c", "F32", (1,))])
     assert os.path.getsize(path) > 0
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path):
+    """A real 2 MiB tmpfs, like a container's small /dev/shm (mounting needs root, as CI has)."""
+    mount = tmp_path / "shm"
+    mount.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    import subprocess
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_too_small_tmpfs_means_cold_only_with_one_message(tmp_path: Path, tiny_tmpfs: Path, caplog) -> None:
+    store = TierStore(TierPaths(tmp_path / "cold", tiny_tmpfs / "warm"), warm_budget_bytes=64 * MB)
+    store.headroom_bytes = 0
+    write_image(store, "a", 1, mb=3)  # 3 MB image, 2 MiB tmpfs: the budget says yes, the disk says no
+    write_image(store, "b", 2, mb=3)
+    with caplog.at_level("WARNING"):
+        assert store.promote("a") is None
+        assert store.promote("b") is None
+    assert [store.tier(x) for x in "ab"] == [Tier.cold, Tier.cold]
+    warnings = [r for r in caplog.records if "warm tier off" in r.message]
+    assert len(warnings) == 1 and "MiB free" in warnings[0].message
+    assert sorted(p.name for p in store.paths.warm_dir.iterdir()) == [".lock"]
+
+
+def test_a_write_that_runs_out_of_room_leaves_no_partial_file(tmp_path: Path, tiny_tmpfs: Path, monkeypatch) -> None:
+    store = TierStore(TierPaths(tmp_path / "cold", tiny_tmpfs / "warm"), warm_budget_bytes=64 * MB)
+    write_image(store, "a", 1, mb=3)
+    # As if another process filled the tmpfs between the room check and the write: the write hits ENOSPC.
+    monkeypatch.setattr(store, "_has_room", lambda expert, nbytes: True)
+    assert store.promote("a") is None
+    assert store.tier("a") is Tier.cold and "failed" in (store.warm_refused or "")
+    assert sorted(p.name for p in store.paths.warm_dir.iterdir()) == [".lock"]
+    assert store.promote("a") is None  # and it keeps working, cold-only
