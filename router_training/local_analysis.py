@@ -173,11 +173,22 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_scores(transcript: Sequence[dict], path: Path) -> int:
+    """The `coe train-router --scores` file of a run: one line per valid score (an invalid judgment
+    has no line: it is not a score), sorted so that a rerun with the same answers writes the same file."""
+    rows = sorted((r["prompt"], r["category"], r["expert"], r["score"]) for r in transcript if r["score"] is not None)
+    with path.open("w") as f:
+        for prompt, category, expert, score in rows:
+            f.write(json.dumps({"prompt": prompt, "category": category, "expert": expert, "score": score}) + "\n")
+    return len(rows)
+
+
 def save(report: dict, out: Path, transcript: Sequence[dict] = ()) -> str:
     out.mkdir(parents=True, exist_ok=True)
     with (out / "answers.jsonl").open("w") as f:
         for row in transcript:
             f.write(json.dumps(row) + "\n")
+    write_scores(transcript, out / "scores.jsonl")
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     md = to_markdown(report)
     (out / "report.md").write_text(md)

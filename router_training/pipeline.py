@@ -7,6 +7,7 @@ artifact folder that the server loads (`coe.routing.artifact`).
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +34,7 @@ class StepReporter:
     def step(self, label: str, done: int, total: int) -> None:
         if done == total or done % max(1, total // 10) == 0:
             self.say(f"{label}: {done}/{total}")
-AnswerFn = Callable[[str, str], str]  # (expert_id, prompt) -> answer
+AnswerFn = Callable[[str, str], "str | None"]  # (expert_id, prompt) -> answer, None: cannot be answered
 ScoreFn = Callable[[LabelledPrompt, str], "float | None"]  # (prompt, answer) -> score or invalid
 
 # Mode -> allowed relative loss of mean score against the category's best expert.
@@ -52,6 +53,8 @@ class TrainingPlan:
     seed: int = 0
     active_params: dict[str, float] = field(default_factory=dict)
     target_accuracy: float = 0.9
+    name: str | None = None  # a fixed folder name (the default router); else router-<timestamp>
+    inputs_sha256: str = ""
 
 
 def version_stamp() -> str:
@@ -78,6 +81,7 @@ class KShotScores:
     categories: list[str]
     matrix: np.ndarray  # [n_prompts, n_experts], NaN = invalid / not scored
     invalid: int = 0
+    unanswered: int = 0  # requests an expert could not answer (e.g. prompt past its context): left out
 
 
 def score_by_answering(
@@ -86,17 +90,22 @@ def score_by_answering(
     """Every expert answers K prompts per category; an invalid judgment stays NaN and is counted."""
     chosen = kshot_sample(plan.dataset, pool, plan.k, plan.seed)
     matrix = np.full((len(chosen), len(plan.experts)), np.nan)
-    invalid, done, total = 0, 0, len(chosen) * len(plan.experts)
+    invalid, unanswered, done, total = 0, 0, 0, len(chosen) * len(plan.experts)
     for row, index in enumerate(chosen):
         item = plan.dataset[index]
         for col, expert in enumerate(plan.experts):
-            value = score(item, answer(expert, item.text))
+            response = answer(expert, item.text)
             done += 1
-            invalid += value is None
-            if value is not None:
-                matrix[row, col] = value
+            if response is None:  # the expert could not take this prompt: no answer, so no score
+                unanswered += 1
+            else:
+                value = score(item, response)
+                invalid += value is None
+                if value is not None:
+                    matrix[row, col] = value
             reporter.step("k-shot answers scored", done, total)
-    return KShotScores([plan.dataset[i].text for i in chosen], [plan.dataset[i].category for i in chosen], matrix, invalid)
+    return KShotScores([plan.dataset[i].text for i in chosen], [plan.dataset[i].category for i in chosen], matrix,
+                       invalid, unanswered)
 
 
 def read_precomputed(path: Path, experts: Sequence[str], k: int | None, seed: int) -> KShotScores:
@@ -104,40 +113,56 @@ def read_precomputed(path: Path, experts: Sequence[str], k: int | None, seed: in
     a public leaderboard). K prompts per category are drawn from the file, seeded."""
     import json
 
-    rows: dict[str, tuple[str, dict[str, float]]] = {}
+    # Keyed by (prompt, category): the same text labelled twice stays two rows, and is reported.
+    rows: dict[tuple[str, str], dict[str, float]] = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
-            entry = rows.setdefault(item["prompt"], (item["category"], {}))
-            entry[1][item["expert"]] = float(item["score"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise DataFileError(f"{path}:{number}: expected {{prompt, category, expert, score}}: {err}") from None
-    items = [LabelledPrompt(text, category, "precomputed") for text, (category, _) in rows.items()]
+            scores = rows.setdefault((str(item["prompt"]), str(item["category"])), {})
+            scores[str(item["expert"])] = float(item["score"])
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataFileError(f"{path}:{number}: expected a JSON object with prompt, category, expert, score ({err})") from None
+    texts = [text for text, _ in rows]
+    repeated = len(texts) - len(set(texts))
+    if repeated:
+        print(f"  {path}: {repeated} prompt text(s) appear under more than one category; kept apart", flush=True)
+    items = [LabelledPrompt(text, category, "precomputed") for text, category in rows]
     chosen = kshot_sample(items, range(len(items)), k, seed)
-    matrix = np.array([[rows[items[i].text][1].get(e, np.nan) for e in experts] for i in chosen], dtype=float)
+    keys = list(rows)
+    matrix = np.array([[rows[keys[i]].get(e, np.nan) for e in experts] for i in chosen], dtype=float)
     return KShotScores([items[i].text for i in chosen], [items[i].category for i in chosen], matrix)
+
+
+SERVABLE_CLASSIFIERS = ("logreg",)
 
 
 def train_router(
     plan: TrainingPlan, kshot: Callable[[Sequence[int]], KShotScores], progress: Progress = print
 ) -> Path:
     """`kshot` gets the training-split indices and returns the stage-2 evidence."""
+    from coe.routing.artifact import LinearClassifier
+    from coe.routing.embedders import SERVED_EMBEDDERS
     from router_training.classifiers import train_classifier
     from router_training.embedders import get_embedder
     from router_training.kshot import select_experts
     from router_training.splits import stratified_split
     from router_training.threshold import tune_threshold
 
+    if plan.embedder not in SERVED_EMBEDDERS or plan.classifier not in SERVABLE_CLASSIFIERS:
+        raise DataFileError(
+            f"a router artifact holds embedder {' or '.join(SERVED_EMBEDDERS)} with classifier "
+            f"{'/'.join(SERVABLE_CLASSIFIERS)} (plain arrays the server loads without code); "
+            f"{plan.embedder} + {plan.classifier} is compared in `python -m router_training.compare`"
+        )
     started = time.monotonic()
     labels = [p.category for p in plan.dataset]
     split = stratified_split(labels, seed=plan.seed)
     progress(f"data: {len(plan.dataset)} prompts, split {len(split.train)}/{len(split.calibration)}/{len(split.heldout)}")
 
-    embedder = get_embedder(plan.embedder, **embedder_options(plan))
-    vectors = embedder.encode([p.text for p in plan.dataset])
-    progress(f"embedded with {plan.embedder} ({vectors.shape[1]} dims)")
+    embedder = get_embedder(plan.embedder)
+    vectors = cached_embeddings(embedder, [p.text for p in plan.dataset], progress)
     y = np.array(labels)
     model = train_classifier(plan.classifier, vectors[split.train], y[split.train], seed=plan.seed)
     cal_probs = model.predict_proba(vectors[split.calibration])
@@ -147,46 +172,91 @@ def train_router(
              f"fallback threshold {threshold.threshold:.3f}")
 
     evidence = kshot(split.train)
-    maps, selection = {}, {}
-    general = plan.general_expert
+    general_ranking = rank_overall(evidence.matrix, plan.experts, plan.general_expert)
+    general = general_ranking[0]
+    rankings, selection = {}, {}
     for mode, loss in MODE_LOSS.items():
         emap = select_experts(
             evidence.matrix, evidence.categories, plan.experts, k=None, seed=plan.seed,
             active_params=plan.active_params or None, max_loss=loss if plan.active_params else None, relative_loss=True,
         )
-        general = general or emap.fallback
         guarded = guard_ties(emap, general) if mode == "quality" else []
-        for category in model.classes_:
-            emap.mapping.setdefault(str(category), general)
-        maps[mode] = emap.mapping
+        rankings[mode] = {str(c): category_ranking(emap, str(c), general_ranking) for c in model.classes_}
         selection[mode] = {**emap.to_dict(), "kept_general_on_tie": guarded}
         if guarded:
             progress(f"{mode} map: {', '.join(guarded)} kept on {general}: the K-shot winner does not beat it significantly")
+    stamp = version_stamp()
     artifact = RouterArtifact(
-        version=version_stamp(),
-        embedder=plan.embedder,
+        version=plan.name or stamp,
+        embedder=embedder.fingerprint(),
         classifier=plan.classifier,
         categories=[str(c) for c in model.classes_],
         threshold=float(threshold.threshold),
-        general_expert=general,
-        maps=maps,
+        general_ranking=general_ranking,
+        rankings=rankings,
         selection={"k": plan.k, "prompts_scored": len(evidence.prompts), "invalid_scores": evidence.invalid,
-                   "experts": plan.experts, "maps": selection},
-        metrics={**metrics, "threshold": asdict(threshold), "train_seconds": round(time.monotonic() - started, 1)},
-        embedder_options=embedder_options(plan),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   "unanswered": evidence.unanswered, "experts": plan.experts, "maps": selection,
+                   "general_means": overall_means(evidence.matrix, plan.experts)},
+        metrics={**metrics, "threshold": asdict(threshold)},
+        # A named router (the default one) is rebuilt deterministically: no clock in it.
+        created="" if plan.name else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        inputs_sha256=plan.inputs_sha256,
     )
-    folder = artifact.save(plan.out / f"router-{artifact.version}", model)
-    progress(f"router written to {folder}")
+    folder = plan.out / (plan.name or f"router-{stamp}")
+    artifact.save(folder, LinearClassifier.from_sklearn(model), getattr(embedder, "folder", None))
+    progress(f"router written to {folder} in {time.monotonic() - started:.0f} s")
     return folder
 
 
-def embedder_options(plan: TrainingPlan) -> dict[str, Any]:
-    """Trained embedders (contrastive, moe) learn from the default dataset's training split; the seed
-    picks that split, so the server must rebuild the embedder with the same one."""
-    from router_training.embedders import get_embedder_class
+def cached_embeddings(embedder: Any, texts: list[str], progress: Progress) -> np.ndarray:
+    """Embeddings cached by the embedder's fingerprint and the texts' content hash, so retraining with
+    another K, knob or scores file skips the encoding (the slow part: about 30 s per 1,000 prompts)."""
+    import hashlib
+    import json
 
-    return {"seed": plan.seed} if get_embedder_class(plan.embedder).needs_training_data else {}
+    from coe.paths import cache_subdir
+
+    key = hashlib.sha256(json.dumps([embedder.fingerprint(), texts]).encode()).hexdigest()[:24]
+    path = cache_subdir("embeddings") / f"{embedder.name}-{key}.npy"
+    if path.is_file():
+        progress(f"embeddings of {len(texts)} prompts from the cache ({path.name})")
+        return np.load(path, allow_pickle=False)
+    vectors = embedder.encode(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, vectors)
+    os.replace(tmp, path)
+    progress(f"embedded {len(texts)} prompts with {embedder.name} ({vectors.shape[1]} dims)")
+    return vectors
+
+
+def overall_means(matrix: np.ndarray, experts: Sequence[str]) -> dict[str, float | None]:
+    columns = np.asarray(matrix, dtype=float).T
+    return {e: (float(np.nanmean(col)) if np.isfinite(col).any() else None) for e, col in zip(experts, columns)}
+
+
+def rank_overall(matrix: np.ndarray, experts: Sequence[str], forced: str | None) -> list[str]:
+    """Experts by mean score over every scored prompt, best first (unscored last, config order on ties);
+    `forced` (--general-expert) goes first."""
+    means = overall_means(matrix, experts)
+    order = sorted(range(len(experts)), key=lambda j: (means[experts[j]] is None, -(means[experts[j]] or 0.0), j))
+    ranking = [experts[j] for j in order]
+    if forced:
+        ranking.remove(forced)
+        ranking.insert(0, forced)
+    return ranking
+
+
+def category_ranking(emap: Any, category: str, general_ranking: list[str]) -> list[str]:
+    """The map's choice first, then the other experts by their mean in this category (unscored ones
+    in general order); a category without evidence follows the general ranking."""
+    if category not in emap.mapping:
+        return list(general_ranking)
+    chosen = emap.mapping[category]
+    means = {r.expert: r.mean for r in emap.rows if r.category == category and math.isfinite(r.mean)}
+    rest = [e for e in general_ranking if e != chosen]
+    rest.sort(key=lambda e: (e not in means, -means.get(e, 0.0)))  # stable: general order breaks ties
+    return [chosen, *rest]
 
 
 def guard_ties(emap: Any, general: str) -> list[str]:

@@ -34,9 +34,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from coe import paths
 from evals.routing_analysis import yardsticks
 from router_training.pref_routers import (
-from coe import paths
     Routed,
     Split,
     choose_n_clusters,

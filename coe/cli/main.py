@@ -43,17 +43,37 @@ def serve(
 
 @app.command()
 def route(
-    prompt: Annotated[str, typer.Argument(help="The prompt to route.")],
+    prompt: Annotated[Optional[str], typer.Argument(help="The prompt to route (or --input FILE).")] = None,
     model: Annotated[str, typer.Option(help="Routing knob: coe, coe:quality|balanced|cheap, coe:<threshold>.")] = "coe",
     router: Annotated[Optional[Path], typer.Option(help="Router artifact folder (default: router.artifact of --config).")] = None,
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON object.")] = False,
+    input_file: Annotated[Optional[Path], typer.Option("--input", help="JSONL of {prompt} or {messages}: route every line.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Where --input's decisions go (JSONL; default: stdout).")] = None,
 ) -> None:
     """Print the routing decision for a prompt and why (top categories, map entry, fallback); generates nothing."""
     with fail_cleanly():
-        from coe.cli.route_cmd import run_route
+        from coe.cli.route_cmd import run_route, run_route_file
 
-        run_route(prompt, model, router, config, as_json)
+        if input_file is not None:
+            run_route_file(input_file, output, model, router, config)
+        elif prompt is None:
+            from coe.cli.errors import UsageError
+
+            raise UsageError("give a prompt, or --input FILE with one JSON object per line")
+        else:
+            run_route(prompt, model, router, config, as_json)
+
+
+def parse_k(text: str) -> int | None:
+    """`--k 5` or `--k all` (every scored prompt)."""
+    from coe.cli.errors import UsageError
+
+    if text.strip().lower() == "all":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise UsageError(f"--k takes a positive number or 'all', not {text!r}")
+    return int(text)
 
 
 @app.command("train-router")
@@ -61,7 +81,8 @@ def train_router(
     out: Annotated[Path, typer.Option(help="Folder for router artifacts (a versioned subfolder is written).")] = paths.routers_dir(),
     config: ConfigOption = None,
     data: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Labelled prompts (JSONL: prompt or messages, category). Default: built from benchmark packages.")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="Prompts per category each expert answers for K-shot selection.")] = 5,
+    k: Annotated[str, typer.Option("--k", help="Prompts per category each expert answers for K-shot selection, or 'all'.")] = "5",
+    name: Annotated[Optional[str], typer.Option(help="Folder name under --out (default: router-<timestamp>); a named router has no clock in it.")] = None,
     categories: Annotated[Optional[str], typer.Option(help="Comma-separated categories to keep.")] = None,
     experts: Annotated[Optional[str], typer.Option(help="Comma-separated candidate experts (default: all in the config).")] = None,
     general_expert: Annotated[Optional[str], typer.Option(help="Expert for low-confidence prompts (default: the best single expert on the K-shot evidence).")] = None,
@@ -88,7 +109,7 @@ def train_router(
 
         split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
         folder = run_train_router(
-            config_path=config, data=data, out=out, k=k, categories=split(categories), experts=split(experts),
+            config_path=config, data=data, out=out, k=parse_k(k), name=name, categories=split(categories), experts=split(experts),
             general_expert=general_expert, scores=scores, endpoint=endpoint, scorer=scorer, judge=judge,
             judge_api_base=judge_api_base, embedder=embedder, classifier=classifier, seed=seed,
         )

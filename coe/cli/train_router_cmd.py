@@ -16,21 +16,59 @@ from router_training.pipeline import StepReporter
 console = Console(stderr=True)
 
 
-def endpoint_answerer(endpoint: str, max_tokens: int = 256, timeout_s: float = 300):
+def endpoint_answerer(endpoint: str, experts: list[str], max_tokens: int = 256, timeout_s: float = 300):
+    """Answers through a running CoE. A failed request is never scored as an empty answer: a prompt
+    past an expert's context window is left out (and counted); anything else stops training with the
+    expert named, because scores from a half-working service would be wrong, not noisy."""
     client = httpx.Client(base_url=endpoint.rstrip("/"), timeout=timeout_s)
+    try:
+        served = {m["id"] for m in client.get("/models").json()["data"]}
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as err:
+        raise ExpertUnavailable(f"cannot list the experts of {endpoint}: {err} (is `coe serve` running?)") from None
+    missing = sorted(set(experts) - served)
+    if missing:
+        raise UsageError(f"{endpoint} does not serve {', '.join(missing)} (it serves: {', '.join(sorted(served))}); "
+                         "pass --experts with served ones")
 
-    def answer(expert: str, prompt: str) -> str:
+    def answer(expert: str, prompt: str) -> str | None:
         body = {"model": expert, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": max_tokens}
         try:
             resp = client.post("/chat/completions", json=body)
         except httpx.HTTPError as err:
-            raise ExpertUnavailable(f"cannot reach {endpoint}: {err} (is `coe serve` running?)") from None
-        if resp.status_code >= 400:
-            # An answer the expert cannot give (e.g. prompt longer than its window) scores as empty.
-            return ""
-        return resp.json()["choices"][0]["message"]["content"]
+            raise ExpertUnavailable(f"expert '{expert}': cannot reach {endpoint}: {err} (is `coe serve` running?)") from None
+        if resp.status_code == 200:
+            return resp.json()["choices"][0]["message"]["content"]
+        try:
+            error = resp.json().get("error") or {}
+        except ValueError:
+            error = {}
+        if resp.status_code == 400 and error.get("code") == "context_length_exceeded":
+            return None
+        raise ExpertUnavailable(f"expert '{expert}' answered HTTP {resp.status_code}: "
+                                f"{error.get('message') or resp.text[:300]}; training stopped (no score is made up)")
 
     return answer
+
+
+def _built_from(folder: Path) -> str | None:
+    import json
+
+    try:
+        return json.loads((folder / "router.json").read_text()).get("inputs_sha256") or None
+    except (OSError, ValueError):
+        return None
+
+
+def inputs_digest(dataset, scores: Path | None, k, seed: int, experts, general, embedder: str, params) -> str:
+    """What a router is a function of: the same digest means the same router (make skips rebuilding)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps([[p.text, p.category] for p in dataset]).encode())
+    digest.update(json.dumps([k, seed, list(experts), general, embedder, params]).encode())
+    if scores is not None:
+        digest.update(scores.read_bytes())
+    return digest.hexdigest()
 
 
 def local_active_params(config_path: Path | None) -> dict[str, float]:
@@ -52,6 +90,7 @@ def run_train_router(
     data: Path | None,
     out: Path,
     k: int | None,
+    name: str | None = None,
     categories: list[str] | None,
     experts: list[str] | None,
     general_expert: str | None,
@@ -72,10 +111,6 @@ def run_train_router(
     unknown = sorted(set(expert_ids) - {e.id for e in config.experts})
     if unknown:
         raise UsageError(f"--experts names {', '.join(unknown)}, not in the config")
-    from router_training.embedders import get_embedder_class
-
-    if data is not None and get_embedder_class(embedder).needs_training_data:
-        raise UsageError(f"the '{embedder}' embedder trains on the default dataset; with --data use minilm or static")
     dataset = load_jsonl(data) if data else default_dataset()
     if categories:
         dataset = [p for p in dataset if p.category in categories]
@@ -87,6 +122,10 @@ def run_train_router(
         console.print(f"[yellow]no parameter count for {', '.join(uncounted)} (remote or weights not on this machine): "
                       "the cheap map ignores cost[/]")
         active_params = None
+    digest = inputs_digest(dataset, scores, k, seed, expert_ids, general_expert, embedder, active_params)
+    if name is not None and _built_from(out / name) == digest:
+        console.print(f"  router {out / name} is up to date (same data, scores and settings)", highlight=False)
+        return out / name
     plan = TrainingPlan(
         dataset=dataset,
         experts=expert_ids,
@@ -97,6 +136,8 @@ def run_train_router(
         k=k,
         seed=seed,
         active_params=active_params,
+        name=name,
+        inputs_sha256=digest,
     )
     progress = lambda message: console.print(f"  {message}", highlight=False)  # noqa: E731
     if scores is not None:
@@ -104,7 +145,7 @@ def run_train_router(
     if endpoint is None:
         raise UsageError("K-shot selection needs scores: pass --scores FILE, or --endpoint URL of a running `coe serve`")
     score = build_score_fn(scorer, judge, judge_api_base)
-    answer = endpoint_answerer(endpoint)
+    answer = endpoint_answerer(endpoint, expert_ids)
     with RichStepReporter(progress) as reporter:
         return train_router(plan, lambda pool: score_by_answering(plan, pool, answer, score, reporter), progress)
 

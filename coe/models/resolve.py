@@ -62,11 +62,17 @@ def without_missing_optional(config: CoEConfig) -> tuple[CoEConfig, dict[str, st
                 resolve_checkpoint(expert, config.model_cache_dir)
             except CheckpointError as err:
                 skipped[expert.id] = str(err)
+    router = config.router
+    if router is not None and router.built_name and not (router.path / "router.json").is_file():
+        skipped["router"] = (f"router '{router.artifact}': {router.path} is not built yet (`make router` builds it); "
+                             "model=\"coe\" answers 404 until then")
     if not skipped:
         return config, skipped
-    if len(skipped) == len(config.experts):
+    if len([s for s in skipped if s != "router"]) == len(config.experts):
         raise CheckpointError("every expert is optional and missing: " + "; ".join(skipped.values()))
     data = config.model_dump(mode="json", exclude_unset=True)
+    if "router" in skipped:
+        data.pop("router", None)
     data["experts"] = [e for e in data["experts"] if e["id"] not in skipped]
     pools = [{**p, "experts": [e for e in p["experts"] if e not in skipped]} for p in data.get("pools", [])]
     data["pools"] = [p for p in pools if p["experts"]]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coe.routing.artifact import RouterArtifact
+from coe.routing.artifact import EMBEDDER_DIR, LinearClassifier, RouterArtifact
 from coe.routing.knobs import RoutingKnob
 from coe.routing.text import conversation_text
 
@@ -40,26 +40,35 @@ class RoutingDecision:
 
 
 class CategoryRouter:
-    def __init__(self, artifact: RouterArtifact, classifier: Any, embedder: Any) -> None:
+    def __init__(self, artifact: RouterArtifact, classifier: LinearClassifier, embedder: Any) -> None:
         self.artifact = artifact
         self.classifier = classifier
         self.embedder = embedder
-        self.classes = [str(c) for c in classifier.classes_]
+        self.classes = list(classifier.classes)
 
     @classmethod
-    def load(cls, folder: Path) -> "CategoryRouter":
-        from router_training.embedders import get_embedder
+    def load(cls, folder: Path, served: set[str] | None = None) -> "CategoryRouter":
+        """Reads arrays and JSON only (see coe.routing.artifact); `served` restricts the rankings to
+        the experts this server has."""
+        from coe.routing.embedders import load_served_embedder
 
         artifact, classifier = RouterArtifact.load(folder)
-        return cls(artifact, classifier, get_embedder(artifact.embedder, **artifact.embedder_options))
+        if served is not None:
+            artifact = artifact.restricted_to(served)
+        return cls(artifact, classifier, load_served_embedder(artifact.embedder, Path(folder) / EMBEDDER_DIR))
 
     def probabilities(self, messages: Sequence[Mapping[str, str]]) -> list[tuple[str, float]]:
-        vector = self.embedder.encode([conversation_text(messages)])
-        probs = self.classifier.predict_proba(vector)[0]
-        return sorted(zip(self.classes, (float(p) for p in probs)), key=lambda cp: -cp[1])
+        return self.probabilities_of(self.embedder.encode([conversation_text(messages)]))[0]
+
+    def probabilities_of(self, vectors: Any) -> list[list[tuple[str, float]]]:
+        """Per embedded conversation, (category, probability) best first (batch form for `coe route --input`)."""
+        return [sorted(zip(self.classes, (float(p) for p in row)), key=lambda cp: -cp[1])
+                for row in self.classifier.predict_proba(vectors)]
 
     def decide(self, messages: Sequence[Mapping[str, str]], knob: RoutingKnob = RoutingKnob()) -> RoutingDecision:
-        ranked = self.probabilities(messages)
+        return self.decide_ranked(self.probabilities(messages), knob)
+
+    def decide_ranked(self, ranked: list[tuple[str, float]], knob: RoutingKnob = RoutingKnob()) -> RoutingDecision:
         category, confidence = ranked[0]
         threshold = self.artifact.threshold if knob.threshold is None else knob.threshold
         mapping = self.artifact.maps.get(knob.mode) or self.artifact.maps["quality"]

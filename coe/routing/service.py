@@ -25,8 +25,7 @@ class RoutingService:
         cls, artifact: Path, known_experts: set[str], switch_confidence: float = 0.8, store: StateStore | None = None,
         affinity_ttl_s: float = 86_400,
     ) -> "RoutingService":
-        router = CategoryRouter.load(artifact)
-        router.artifact.check_experts(known_experts)
+        router = CategoryRouter.load(artifact, served=known_experts)
         return cls(router, switch_confidence, store, affinity_ttl_s)
 
     async def route(

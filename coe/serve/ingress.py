@@ -43,7 +43,7 @@ class Ingress:
             from coe.routing.service import RoutingService
 
             router = RoutingService.load(
-                config.router.artifact, set(experts), config.router.switch_confidence,
+                config.router.path, set(experts), config.router.switch_confidence,
                 store=self.shared.store, affinity_ttl_s=config.state.affinity_ttl_s,
             )
         self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router,

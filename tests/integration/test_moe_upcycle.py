@@ -11,7 +11,6 @@ GEMM paths), so bf16 cannot test a conversion to 0.01.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -23,7 +23,7 @@ from coe.api.shared_state import SharedState
 from coe.api.state import ApiState
 from coe.config import CoEConfig
 from coe.experts.base import ExpertInfo
-from coe.routing.artifact import RouterArtifact
+from coe.routing.artifact import LinearClassifier, RouterArtifact
 from coe.routing.router import CategoryRouter
 from coe.routing.service import RoutingService
 from coe.state.redis_server import RedisServer
@@ -55,10 +55,10 @@ def trained_router() -> CategoryRouter:
     embedder = TfidfEmbedder(texts)
     classifier = LogisticRegression(C=10).fit(embedder.encode(texts), labels)
     artifact = RouterArtifact(
-        version="test", embedder="tfidf", classifier="logreg", categories=list(TRAIN), threshold=0.5,
-        general_expert="coder", maps={"quality": {"writing": "writer", "coding": "coder"}},
+        version="test", embedder={"name": "tfidf"}, classifier="logreg", categories=list(TRAIN), threshold=0.5,
+        general_ranking=["coder", "writer"], rankings={"quality": {"writing": ["writer"], "coding": ["coder"]}},
     )
-    return CategoryRouter(artifact, classifier, embedder)
+    return CategoryRouter(artifact, LinearClassifier.from_sklearn(classifier), embedder)
 
 
 def replica(redis_url: str, router: CategoryRouter) -> tuple[httpx.AsyncClient, SharedState]:

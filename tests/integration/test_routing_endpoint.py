@@ -26,7 +26,8 @@ def cli_route(router: Path, prompt: str, model: str = "coe") -> dict:
 
 
 def router_map(router: Path) -> dict[str, str]:
-    return json.loads((router / "router.json").read_text())["maps"]["quality"]
+    rankings = json.loads((router / "router.json").read_text())["rankings"]["quality"]
+    return {category: ranking[0] for category, ranking in rankings.items()}
 
 
 def test_map_follows_kshot_evidence(router_artifact: Path) -> None:

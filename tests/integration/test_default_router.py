@@ -1,0 +1,71 @@
+"""The default router that `make router` builds (a dependency of `make serve` and `make test`) from the
+per-prompt scores committed in router_training/datasets/local_experts/: deterministic, loads without
+running code, routes to experts the default arrangement serves on this machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coe import paths
+from coe.config import load_config
+from coe.routing.artifact import RouterArtifact
+from coe.routing.router import CategoryRouter
+
+SCORES = Path(__file__).resolve().parents[2] / "router_training" / "datasets" / "local_experts" / "scores.jsonl"
+BUILT = paths.routers_dir() / "default"
+
+
+def coe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "coe.cli.main", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_make_built_the_default_router_the_config_names() -> None:
+    config = load_config()
+    assert config.router is not None and config.router.path == BUILT
+    artifact, _ = RouterArtifact.load(BUILT)
+    assert artifact.version == "default" and artifact.created == ""  # no clock in a deterministic build
+    assert set(artifact.general_ranking) == {e.id for e in config.experts}
+
+
+def test_rebuilding_from_the_same_scores_gives_the_same_bytes(tmp_path: Path) -> None:
+    proc = coe("train-router", "--scores", str(SCORES), "--k", "all", "--name", "default", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("router.json", "classifier.npz"):
+        assert (tmp_path / "default" / name).read_bytes() == (BUILT / name).read_bytes(), name
+
+
+def test_with_only_the_bundled_experts_every_category_goes_to_one_of_them() -> None:
+    router = CategoryRouter.load(BUILT, served={"smollm2-135m-instruct", "gemma3-270m"})
+    for ranking in router.artifact.rankings.values():
+        assert {r[0] for r in ranking.values()} <= {"smollm2-135m-instruct", "gemma3-270m"}
+    decision = router.decide([{"role": "user", "content": "Write a Python function that reverses a list."}])
+    assert decision.expert in {"smollm2-135m-instruct", "gemma3-270m"}
+
+
+def test_route_a_file_of_prompts(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    lines = [{"prompt": "Write a Python function that sorts a list."},
+             {"messages": [{"role": "user", "content": "A shop has 3 boxes of 4 pens. How many pens?"}]},
+             {"prompt": "Write a haiku about rain."}]
+    prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "decisions.jsonl"
+    proc = coe("route", "--input", str(prompts), "--output", str(out), "--model", "coe:0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    decisions = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(decisions) == 3 and decisions[0]["category"] == "coding"
+    assert all({"expert", "category", "confidence", "top_categories"} <= set(d) for d in decisions)
+    served = {e.id for e in load_config().experts}
+    assert all(d["expert"] in served for d in decisions)
+
+
+@pytest.mark.parametrize("bad", ['{"prompt": 3}', "not json", '["a list"]'])
+def test_a_bad_input_line_is_named_with_its_line_number(tmp_path: Path, bad: str) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "fine"}\n' + bad + "\n")
+    proc = coe("route", "--input", str(prompts), "--router", str(BUILT))
+    assert proc.returncode == 2 and f"{prompts}:2:" in proc.stderr and "Traceback" not in proc.stderr
