@@ -15,6 +15,8 @@ class CoEError(Exception):
 
     status_code: int = 500
     error_type: str = "internal_error"
+    retry_after_s: float | None = None
+    """When set, the response carries `Retry-After` (seconds, rounded up) so clients back off."""
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -71,6 +73,24 @@ class ExpertUnavailable(CoEError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class UpstreamRateLimited(CoEError):
+    """A remote expert refused for rate or quota (its 429): the client gets 429 and the upstream's
+    Retry-After, not a 502 that an SDK would not back off from."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, param=param, code=code or "rate_limit_exceeded")
+
+
+class ContentFiltered(InvalidRequest):
+    """The expert's provider refused the prompt or answer under its content policy."""
+
+    def __init__(self, message: str, *, param: str | None = "messages", code: str | None = None) -> None:
+        super().__init__(message, param=param, code=code or "content_filter")
 
 
 class UpstreamError(CoEError):

@@ -170,6 +170,11 @@ def train_router(
     metrics = heldout_metrics(model, vectors[split.heldout], y[split.heldout], threshold.threshold)
     progress(f"stage 1 ({plan.classifier}): held-out accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
              f"fallback threshold {threshold.threshold:.3f}")
+    if not threshold.feasible:
+        progress(f"WARNING: no confidence threshold reaches {plan.target_accuracy:.0%} routed accuracy on the calibration "
+                 f"split, so every prompt goes to the general expert and the router routes nothing. Use a better "
+                 f"stage 1 (more or cleaner labelled prompts, fewer overlapping categories) or set a threshold per "
+                 f"request (model=\"coe:0.5\").")
 
     evidence = kshot(split.train)
     general_ranking = rank_overall(evidence.matrix, plan.experts, plan.general_expert)

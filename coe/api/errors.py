@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def error_response(err: CoEError) -> JSONResponse:
-    return JSONResponse(err.to_body(), status_code=err.status_code)
+    headers = {"retry-after": str(max(1, math.ceil(err.retry_after_s)))} if err.retry_after_s else None
+    return JSONResponse(err.to_body(), status_code=err.status_code, headers=headers)
 
 
 def validation_to_error(err: ValidationError | RequestValidationError) -> InvalidRequest:

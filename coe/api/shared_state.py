@@ -73,8 +73,7 @@ class SharedState:
                     await self.limiter.check(api_key_of(request.headers.get("authorization")))
                 except RateLimitExceeded as err:
                     self.rejected += 1
-                    response = error_response(err)
-                    response.headers["retry-after"] = str(getattr(err, "retry_after_s", 1))
+                    response = error_response(err)  # carries Retry-After
                     response.headers.update(self._headers())
                     return response
             start = time.perf_counter()

@@ -12,7 +12,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from coe.config import RemoteExpert
-from coe.errors import CoEError, ContextLengthExceeded, ExpertUnavailable, InvalidRequest, UpstreamError
+from coe.errors import (
+    CoEError,
+    ContentFiltered,
+    ContextLengthExceeded,
+    ExpertUnavailable,
+    InvalidRequest,
+    UpstreamError,
+    UpstreamRateLimited,
+)
 from coe.experts.base import ExpertBackend
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, SamplingSettings, Usage
 
@@ -26,16 +34,37 @@ def import_litellm() -> Any:
     return litellm
 
 
+CONTENT_FILTER_CODES = ("content_filter", "content_policy_violation")
+
+
 def translate_error(err: Exception, expert_id: str) -> CoEError:
     litellm = import_litellm()
     text = f"remote expert '{expert_id}': {getattr(err, 'message', None) or err}"
     if isinstance(err, litellm.ContextWindowExceededError):
         return ContextLengthExceeded(text)
+    # LiteLLM maps some providers' refusals to ContentPolicyViolationError and leaves others (an
+    # OpenAI-compatible server's 400 with code content_filter / content_policy_violation) as BadRequest.
+    if isinstance(err, litellm.ContentPolicyViolationError) or getattr(err, "code", None) in CONTENT_FILTER_CODES:
+        return ContentFiltered(text)
+    if isinstance(err, litellm.RateLimitError):
+        limited = UpstreamRateLimited(text)
+        limited.retry_after_s = _retry_after(err)
+        return limited
     if isinstance(err, (litellm.APIConnectionError, litellm.Timeout, litellm.ServiceUnavailableError)):
         return ExpertUnavailable(text)
     if isinstance(err, (litellm.BadRequestError, litellm.UnprocessableEntityError)):
         return InvalidRequest(text)
     return UpstreamError(text)
+
+
+def _retry_after(err: Exception) -> float | None:
+    """The upstream's Retry-After in seconds (a number of seconds; dates are rare and ignored)."""
+    headers = getattr(getattr(err, "response", None), "headers", None) or {}
+    try:
+        value = float(headers.get("retry-after"))
+    except (TypeError, ValueError):
+        return None
+    return value if value > 0 else None
 
 
 class LiteLLMBackend(ExpertBackend):
@@ -67,6 +96,9 @@ class LiteLLMBackend(ExpertBackend):
             "top_p": s.top_p,
             "timeout": self.remote.timeout_s,
             "stream": stream,
+            # No hidden retries inside LiteLLM or the OpenAI client: a retry is CoE's decision to make.
+            "num_retries": 0,
+            "max_retries": 0,
         }
         if self.remote.api_base:
             kwargs["api_base"] = self.remote.api_base

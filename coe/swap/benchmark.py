@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from coe import paths
+
 BASE = "smollm2-135m-instruct"
 TRACE_PROMPTS = ["What is the capital of France?", "Give me a word that rhymes with cat.",
                  "Write a haiku about rain.", "What is 12 times 7?", "Name a famous painter."]
@@ -56,12 +58,11 @@ async def _boot(n_experts: int, slot_weights: str, warm_gib: float, work: Path, 
                                engine=EngineOptions(max_model_len=512, max_num_seqs=16, cpu_bind="0"))
                for e, p in checkpoints.items()}
     pool = SwapPoolConfig(id="bench", experts=list(checkpoints), warm_gib=warm_gib, slot_weights=slot_weights,
-                          warm_dir=Path("/dev/shm") / f"coe-bench-{os.getpid()}")
+                          warm_dir=paths.warm_dir() / f"bench-{os.getpid()}")
     slot = EngineSlot("bench-slot", pool, experts, checkpoints, work / "images")
     say("booting one eager engine (the fresh-boot reference)")
-    started = time.perf_counter()
     await slot.start()
-    return Env(slot, checkpoints, time.perf_counter() - started)
+    return Env(slot, checkpoints, slot.boot_seconds)  # the boot alone, not the first image it saves
 
 
 def _memcpy_seconds(nbytes: int, repeats: int) -> float:
@@ -84,6 +85,7 @@ def _sequential_read_seconds(path: Path) -> tuple[float, bool]:
 
     dropped = drop_page_cache(path)
     buf = np.empty(path.stat().st_size, dtype=np.uint8)
+    buf.fill(0)  # fault the pages in first, as the engine's parameters are: the read alone is timed
     t = time.perf_counter()
     with open(path, "rb", buffering=0) as f:
         view, done = memoryview(buf), 0
@@ -94,6 +96,9 @@ def _sequential_read_seconds(path: Path) -> tuple[float, bool]:
 
 async def _swap_seconds(slot, expert: str) -> float:
     await slot._swap(expert)  # the scheduler's own swap step (nothing in flight here)
+    # A cold swap starts a cold -> warm promotion in the background: let it finish untimed, so it
+    # never overlaps the next timed step.
+    await asyncio.gather(*slot._promoting.values(), return_exceptions=True)
     return slot.last_swap["seconds"]
 
 
@@ -109,7 +114,8 @@ async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict
 
     slot, (a, b) = env.slot, list(env.checkpoints)[:2]
     say("checkpoint -> hot (vLLM reload_weights), building the variant's image")
-    checkpoint_s = await _swap_seconds(slot, b)
+    await _swap_seconds(slot, b)
+    checkpoint_s, image_write_s = slot.last_swap["reload_seconds"], slot.last_swap["image_write_seconds"]
     nbytes = slot.last_swap["bytes"]
     await _swap_seconds(slot, a)
     for e in (a, b):
@@ -131,6 +137,7 @@ async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict
         "bytes": nbytes,
         "boot_s": env.boot_s,
         "checkpoint_s": checkpoint_s,
+        "image_write_s": image_write_s,
         "warm_s": statistics.median(warm),
         "memcpy_s": memcpy,
         "cold_s": statistics.median(cold),
@@ -156,7 +163,8 @@ def format_tiers(r: dict) -> str:
         row("memcpy of the same bytes", r["memcpy_s"], "", None),
         row("cold -> hot (disk, sha256 on the way)", r["cold_s"], "sequential-read bandwidth", r["read_s"]),
         row("sequential read of the same file", r["read_s"], "", None),
-        row("checkpoint -> hot (vLLM reload_weights)", r["checkpoint_s"], "", None),
+        row("checkpoint -> hot (vLLM reload_weights alone)", r["checkpoint_s"], "", None),
+        row("first-use image write + sha256 (after the reload)", r["image_write_s"], "", None),
         f"| fresh engine boot (eager, in-process) | {r['boot_s']:.1f} s | | | 1x |",
         "page cache: " + ("dropped with posix_fadvise(DONTNEED) before each cold read" if r["page_cache_dropped"]
                           else "could NOT be dropped here: cold numbers include page-cache hits"),
@@ -177,10 +185,20 @@ def make_trace(experts: list[str], n: int, rate_per_s: float, seed: int) -> list
     return trace
 
 
+async def build_every_image(env: Env) -> None:
+    """Every expert's cold image exists before the first replay row, so no row pays for building one."""
+    for expert in env.checkpoints:
+        await _swap_seconds(env.slot, expert)
+
+
 async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_tokens: int) -> dict:
     from coe.swap.scheduler import BatchingPolicy, SwapScheduler
 
     slot = env.slot
+    # The same starting state for every row: the base expert hot, every other image cold.
+    first = next(iter(env.checkpoints))
+    if slot.hot != first:
+        await _swap_seconds(slot, first)
     for e in env.checkpoints:
         slot.tiers.evict(e)
     slot.pool.prefetch = prefetch
@@ -223,6 +241,8 @@ async def run(work: Path, repeats: int, trace_requests: int, experts: int, rate:
         rows = []
         if trace_requests:
             trace = make_trace(list(env.checkpoints), trace_requests, rate, seed)
+            say("building every expert's image once (every replay row starts from the same images)")
+            await build_every_image(env)
             for grouping, prefetch in [(False, False), (False, True), (True, False), (True, True)]:
                 say(f"replaying the trace: grouping={grouping} prefetch={prefetch}")
                 rows.append(await replay(env, trace, grouping, prefetch, max_tokens=8))

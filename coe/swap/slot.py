@@ -65,12 +65,16 @@ class EngineSlot:
         self._promoting: dict[str, asyncio.Task] = {}
         self._broken: str | None = None
         self.last_swap: dict | None = None
+        self.boot_seconds = 0.0  # the engine boot alone (without saving the first image)
+        self._last_build: dict = {}
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         os.environ[SLOT_WEIGHTS_ENV] = self.pool.slot_weights
+        started = time.perf_counter()
         await self.backend.start()
+        self.boot_seconds = time.perf_counter() - started
         self._layout = [(n, d, tuple(s)) for n, d, s in (await self._rpc("coe_layout"))]
         fingerprint = layout_fingerprint(self._layout)
         self.tiers = TierStore(
@@ -177,6 +181,8 @@ class EngineSlot:
         self.hot = expert
         self.tiers.touch(expert)
         self.last_swap = {"expert": expert, "source": source, "bytes": nbytes, "seconds": time.perf_counter() - started}
+        if source == "checkpoint":  # the reload and the image it leaves behind, timed apart
+            self.last_swap.update(self._last_build)
         self.metrics.record_swap(f"{source}->hot", nbytes, self.last_swap["seconds"])
         log.info("slot %s: %s -> %s from %s in %.3f s", self.name, previous, expert, source, time.perf_counter() - started)
         if source == Tier.cold.value and self.pool.warm_budget_bytes > 0:
@@ -201,8 +207,12 @@ class EngineSlot:
         """First use: vLLM's loader fills the engine from the checkpoint, then the image is saved."""
         checkpoint = self.checkpoints[expert]
         self._check_same_family(expert, checkpoint)
+        started = time.perf_counter()
         await self._rpc("coe_load_checkpoint", str(checkpoint))
-        return (await self._save_image(expert)).nbytes
+        reloaded = time.perf_counter()
+        nbytes = (await self._save_image(expert)).nbytes
+        self._last_build = {"reload_seconds": reloaded - started, "image_write_seconds": time.perf_counter() - reloaded}
+        return nbytes
 
     async def _restore(self, expert: str) -> None:
         try:

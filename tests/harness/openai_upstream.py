@@ -45,12 +45,30 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:  # keep test output clean
         pass
 
+    def do_GET(self) -> None:  # GET /v1/models: the models this server answers for
+        self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in self.server.models]})
+
+    def _json(self, status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(data).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", 0))
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.log.record(body)
         model = body.get("model", "upstream")
         text = self.server.answer
+        if model in self.server.faults:  # an OpenAI-style error, chosen by model name
+            status, code, message, *headers = self.server.faults[model]
+            self._json(status, {"error": {"message": message, "type": "error", "param": None, "code": code}},
+                       headers[0] if headers else None)
+            return
         if body.get("stream"):
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
@@ -79,15 +97,21 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     log: UpstreamLog
     answer: str
+    models: list[str]
+    faults: dict[str, tuple]
 
 
 class OpenAIUpstream:
     """`with OpenAIUpstream(answer="...") as up:` -> `up.base_url`, `up.log.requests`."""
 
-    def __init__(self, answer: str = "hello from upstream") -> None:
+    def __init__(self, answer: str = "hello from upstream", models: list[str] | None = None,
+                 faults: dict[str, tuple] | None = None) -> None:
+        """`faults`: model name -> (HTTP status, error code, message[, headers]) answered instead of a completion."""
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.log = UpstreamLog()
         self._server.answer = answer
+        self._server.models = list(models or [])
+        self._server.faults = dict(faults or {})
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
