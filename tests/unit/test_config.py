@@ -82,3 +82,17 @@ def test_remote_key_comes_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     config = parse_config({"experts": [{"id": "r", "remote": {"model": "openai/x", "api_key_env": "MY_KEY"}}]})
     monkeypatch.setenv("MY_KEY", "secret")
     assert config.experts[0].remote.api_key() == "secret"
+
+
+def test_a_built_router_that_is_not_built_yet_is_skipped_with_what_to_run(tmp_path: Path, monkeypatch) -> None:
+    from coe.models.resolve import without_missing_optional
+
+    monkeypatch.setenv("COE_ROUTERS_DIR", str(tmp_path / "routers"))
+    config = parse_config({"experts": [{"id": "base", "weights": str(tmp_path)}], "router": {"artifact": "built:default"}})
+    assert config.router.path == tmp_path / "routers" / "default"
+    served, skipped = without_missing_optional(config)
+    assert served.router is None and "make router" in skipped["router"]
+    (tmp_path / "routers" / "default").mkdir(parents=True)
+    (tmp_path / "routers" / "default" / "router.json").write_text("{}")
+    served, skipped = without_missing_optional(config)
+    assert served.router is not None and not skipped
