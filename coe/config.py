@@ -70,7 +70,10 @@ class RemoteExpert(StrictModel):
     api_key_env: str | None = Field(
         None, description="Environment variable holding the API key (keys never live in coe.yaml)."
     )
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout.")
+    timeout_s: float = Field(
+        30.0, gt=0, description="How long a remote expert may stay silent (connect, or between bytes) before the "
+        "request fails; with no hidden retries this bounds a silent upstream to about this long."
+    )
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None

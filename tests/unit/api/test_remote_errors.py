@@ -57,3 +57,24 @@ def test_content_filter_keeps_its_code(client) -> None:
 def test_context_length_is_400_context_length_exceeded(client) -> None:
     resp = _ask(client[0], "too-long")
     assert resp.status_code == 400 and resp.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_a_silent_upstream_fails_after_its_timeout_instead_of_holding_the_request() -> None:
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()  # never answers
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    backend = LiteLLMBackend("silent", RemoteExpert(model="openai/silent", api_base=base, timeout_s=1))
+    state = ApiState(server=ServerConfig(), experts={"silent": backend}, infos={"silent": ExpertInfo("silent", "remote")})
+    try:
+        with TestClient(build_app(state)) as test_client:
+            resp = _ask(test_client, "silent")
+        assert resp.status_code == 503 and "silent" in resp.json()["error"]["message"]
+        assert accepted  # the request did reach the upstream, which never answered
+    finally:
+        listener.close()
