@@ -231,6 +231,9 @@ class SwapPoolConfig(StrictModel):
     batching: BatchingPolicy = BatchingPolicy.group
     max_wait_ms: int = Field(500, ge=0, description="How long a request may wait while another expert's batch runs.")
     prefetch: bool = Field(True, description="Promote queued requests' experts cold -> warm before their turn.")
+    max_queued: int = Field(
+        256, ge=1, description="Requests one slot holds waiting for their expert; past it: 503 with Retry-After at once."
+    )
     slot_weights: str = Field("unpacked", pattern="^(unpacked|repack)$", description="CPU only: see coe/swap/slot_worker.py.")
     cpu_binds: list[str] | None = Field(None, description="Per-slot VLLM_CPU_OMP_THREADS_BIND (default: the first expert's).")
 

@@ -26,7 +26,7 @@ class CoEError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keep keyword-only fields when Ray pickles the exception between processes.
-        return (_rebuild, (type(self), self.message, self.param, self.code))
+        return (_rebuild, (type(self), self.message, self.param, self.code, self.retry_after_s))
 
     def to_body(self) -> dict[str, Any]:
         return {
@@ -39,8 +39,11 @@ class CoEError(Exception):
         }
 
 
-def _rebuild(cls: type[CoEError], message: str, param: str | None, code: str | None) -> CoEError:
-    return cls(message, param=param, code=code)
+def _rebuild(cls: type[CoEError], message: str, param: str | None, code: str | None,
+             retry_after_s: float | None = None) -> CoEError:
+    err = cls(message, param=param, code=code)
+    err.retry_after_s = retry_after_s
+    return err
 
 
 class InvalidRequest(CoEError):
@@ -73,6 +76,13 @@ class ExpertUnavailable(CoEError):
 
     status_code = 503
     error_type = "service_unavailable"
+
+
+class Overloaded(ExpertUnavailable):
+    """A bounded queue is full: refused at once with Retry-After instead of waiting without bound."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, param=param, code=code or "overloaded")
 
 
 class UpstreamRateLimited(CoEError):

@@ -28,7 +28,9 @@ def _plain(err: CoEError) -> CoEError:
     """Strip Ray's dynamic wrapper class so the error keeps its own type and message."""
     for cls in type(err).__mro__:
         if issubclass(cls, CoEError) and cls.__module__ == CoEError.__module__:
-            return cls(err.message, param=err.param, code=err.code)
+            plain = cls(err.message, param=err.param, code=err.code)
+            plain.retry_after_s = err.retry_after_s
+            return plain
     return err
 
 

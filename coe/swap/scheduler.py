@@ -3,6 +3,7 @@
 The invariant that keeps answers right: a swap starts only when no admitted request is in flight,
 and a request is admitted only while the slot holds its expert. Requests are never dropped: a waiter
 stays queued until its expert is swapped in (or the swap fails, which fails exactly those waiters).
+The queue is bounded (`max_queued`): past it a request is refused at once with 503 and Retry-After.
 
 Two policies:
 - `group` (default): requests for the expert already in the engine keep joining the running batch
@@ -22,6 +23,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import Enum
+
+from coe.errors import Overloaded
 
 
 class BatchingPolicy(str, Enum):
@@ -45,8 +48,10 @@ class SwapScheduler:
         policy: BatchingPolicy = BatchingPolicy.group,
         max_wait_s: float = 0.5,
         on_queued: Callable[[str], None] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.current = current
+        self.max_queued = max_queued
         self._swap = swap
         self.policy = policy
         self.max_wait_s = max_wait_s
@@ -73,6 +78,11 @@ class SwapScheduler:
         if self._may_join(expert):
             self._in_flight += 1
         else:
+            if self.max_queued is not None and len(self._waiters) >= self.max_queued:
+                # Refused before it costs anything: memory stays bounded and the client is told when to retry.
+                refused = Overloaded(f"engine slot is at capacity ({self.max_queued} requests queued); retry shortly")
+                refused.retry_after_s = max(1.0, self.max_wait_s * 2)
+                raise refused
             waiter = _Waiter(next(self._seq), expert, time.monotonic(), asyncio.get_running_loop().create_future())
             self._waiters.append(waiter)
             if self._on_queued is not None:

@@ -90,7 +90,8 @@ class EngineSlot:
         if not self._image_current(self.hot):
             await self._save_image(self.hot)
         self.scheduler = SwapScheduler(
-            self.hot, self._swap, self.pool.batching, self.pool.max_wait_ms / 1000, on_queued=self._on_queued
+            self.hot, self._swap, self.pool.batching, self.pool.max_wait_ms / 1000, on_queued=self._on_queued,
+            max_queued=self.pool.max_queued,
         )
 
     async def shutdown(self) -> None:

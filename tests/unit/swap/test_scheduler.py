@@ -104,3 +104,30 @@ async def test_a_cancelled_waiter_leaves_no_trace() -> None:
         await waiting
     await running
     assert scheduler.in_flight == 0 and not scheduler.queued and engine.swaps == []
+
+
+async def test_a_full_queue_refuses_at_once_with_retry_after_and_serves_the_rest() -> None:
+    from coe.errors import Overloaded
+
+    engine = Engine("a")
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=0.05, max_queued=4)
+    async with scheduler.admit("a"):  # a running request keeps "b" waiting, so "b" requests queue up
+        tasks = [asyncio.create_task(serve(scheduler, engine, "b")) for _ in range(40)]  # 10x the queue
+        await asyncio.sleep(0)
+        assert len(scheduler._waiters) == 4  # memory stays bounded by the queue, not by the offered load
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=10)
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    assert len(refused) == 36 and results.count("b") == 4
+    assert all(r.status_code == 503 and r.retry_after_s >= 1 for r in refused)
+
+
+def test_the_refusal_keeps_its_retry_after_across_processes() -> None:
+    import pickle
+
+    from coe.errors import Overloaded
+    from coe.serve.handle_client import _plain
+
+    err = Overloaded("full")
+    err.retry_after_s = 2.0
+    again = pickle.loads(pickle.dumps(err))  # how Ray carries it from the slot replica to the ingress
+    assert type(again) is Overloaded and again.retry_after_s == 2.0 and _plain(again).retry_after_s == 2.0
