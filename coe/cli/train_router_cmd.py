@@ -111,6 +111,8 @@ def run_train_router(
     unknown = sorted(set(expert_ids) - {e.id for e in config.experts})
     if unknown:
         raise UsageError(f"--experts names {', '.join(unknown)}, not in the config")
+    if general_expert is not None and general_expert not in expert_ids:
+        raise UsageError(f"--general-expert {general_expert} is not one of the candidate experts ({', '.join(expert_ids)})")
     dataset = load_jsonl(data) if data else default_dataset()
     if categories:
         dataset = [p for p in dataset if p.category in categories]

@@ -34,3 +34,14 @@ def test_an_unreachable_endpoint_says_so() -> None:
         url = up.base_url
     with pytest.raises(ExpertUnavailable, match="is `coe serve` running"):
         endpoint_answerer(url, ["good"])
+
+
+def test_a_general_expert_outside_the_candidates_is_a_usage_error() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    scores = Path(__file__).resolve().parents[3] / "router_training" / "datasets" / "local_experts" / "scores.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "coe.cli.main", "train-router", "--scores", str(scores),
+                           "--general-expert", "nope"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--general-expert nope" in proc.stderr and "Traceback" not in proc.stderr
