@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,10 @@ class RouterArtifact:
     def general_expert(self) -> str:
         return self.general_ranking[0]
 
-    @property
+    @cached_property
     def maps(self) -> dict[str, dict[str, str]]:
-        """mode -> category -> the expert that answers (the head of each ranking)."""
+        """mode -> category -> the expert that answers (the head of each ranking); computed once, it is
+        read on every routed request."""
         return {mode: {c: r[0] for c, r in ranking.items()} for mode, ranking in self.rankings.items()}
 
     def experts(self) -> set[str]:
