@@ -124,8 +124,9 @@ def run_train_router(
         console.print(f"[yellow]no parameter count for {', '.join(uncounted)} (remote or weights not on this machine): "
                       "the cheap map ignores cost[/]")
         active_params = None
-    digest = inputs_digest(dataset, scores, k, seed, expert_ids, general_expert, embedder, active_params)
-    if name is not None and _built_from(out / name) == digest:
+    digest = inputs_digest(dataset, scores, k, seed, expert_ids, general_expert, f"{embedder}+{classifier}", active_params)
+    # Only a router trained from a scores file is a function of its inputs; live answers may differ.
+    if name is not None and scores is not None and _built_from(out / name) == digest:
         console.print(f"  router {out / name} is up to date (same data, scores and settings)", highlight=False)
         return out / name
     plan = TrainingPlan(
