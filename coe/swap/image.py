@@ -16,6 +16,8 @@ import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from coe.checksums import file_sha256  # noqa: F401  (re-exported: slot code imports it from here)
+
 SIDECAR_SUFFIX = ".json"
 HASH_CHUNK = 16 << 20
 
@@ -69,14 +71,6 @@ def layout_fingerprint(layout: list[tuple[str, str, tuple[int, ...]]]) -> str:
     """Names, dtypes and shapes of an engine's parameters: two engines can share images iff equal."""
     text = json.dumps(sorted([name, dtype, list(shape)] for name, dtype, shape in layout))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def drop_page_cache(path: Path) -> bool:
