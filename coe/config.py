@@ -125,6 +125,10 @@ class ExpertConfig(StrictModel):
     optional: bool = Field(
         False, description="Serve it when its weights exist, else skip it with a warning (experts built by `make experts`)."
     )
+    cost_per_mtok: float | None = Field(
+        None, ge=0, description="Price in $ per million input tokens the router weighs against quality (default: "
+        "LiteLLM's price map for a remote model it knows, else from the active parameters: see coe/experts/costs.py).",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> "ExpertConfig":

@@ -55,6 +55,7 @@ class TrainingPlan:
     target_accuracy: float = 0.9
     name: str | None = None  # a fixed folder name (the default router); else router-<timestamp>
     inputs_sha256: str = ""
+    costs: dict[str, float | None] = field(default_factory=dict)  # expert -> $ per Mtok (coe.experts.costs)
 
 
 def version_stamp() -> str:
@@ -141,12 +142,18 @@ SERVABLE_CLASSIFIERS = ("logreg",)
 def train_router(
     plan: TrainingPlan, kshot: Callable[[Sequence[int]], KShotScores], progress: Progress = print
 ) -> Path:
-    """`kshot` gets the training-split indices and returns the stage-2 evidence."""
+    """`kshot` gets dataset indices and returns the scored evidence. The evidence is split 60/20/20 by
+    category: the predictor learns from the first part, the knobs are calibrated on the second, and
+    the third is only reported on (quality against spend, router/curve.*). Stage 1 never trains on a
+    prompt of the last two parts."""
+    from coe.experts.costs import relative_costs
     from coe.routing.artifact import LinearClassifier
     from coe.routing.embedders import SERVED_EMBEDDERS
     from router_training.classifiers import train_classifier
+    from router_training.curve_report import write_report
     from router_training.embedders import get_embedder
     from router_training.kshot import select_experts
+    from router_training.score_predictor import features, fit_stage2
     from router_training.splits import stratified_split
     from router_training.threshold import tune_threshold
 
@@ -157,39 +164,70 @@ def train_router(
             f"{plan.embedder} + {plan.classifier} is compared in `python -m router_training.compare`"
         )
     started = time.monotonic()
+    evidence = kshot(range(len(plan.dataset)))
+    parts = stratified_split(evidence.categories, seed=plan.seed)
+    fit_rows, cal_rows, held_rows = (np.array(rows, dtype=int) for rows in (parts.train, parts.calibration, parts.heldout))
+    reserved = {evidence.prompts[i] for i in [*parts.calibration, *parts.heldout]}
+    progress(f"scores: {len(evidence.prompts)} prompts x {len(plan.experts)} experts; predictor {len(fit_rows)}, "
+             f"calibration {len(cal_rows)}, held-out report {len(held_rows)}")
+
     labels = [p.category for p in plan.dataset]
     split = stratified_split(labels, seed=plan.seed)
-    progress(f"data: {len(plan.dataset)} prompts, split {len(split.train)}/{len(split.calibration)}/{len(split.heldout)}")
+    stage1_train = [i for i in split.train if plan.dataset[i].text not in reserved]
+    progress(f"data: {len(plan.dataset)} prompts, split {len(stage1_train)}/{len(split.calibration)}/{len(split.heldout)}"
+             + (f" ({len(split.train) - len(stage1_train)} scored prompts kept out of stage-1 training)"
+                if len(stage1_train) < len(split.train) else ""))
 
     embedder = get_embedder(plan.embedder)
     vectors = cached_embeddings(embedder, [p.text for p in plan.dataset], progress)
     y = np.array(labels)
-    model = train_classifier(plan.classifier, vectors[split.train], y[split.train], seed=plan.seed)
+    model = train_classifier(plan.classifier, vectors[stage1_train], y[stage1_train], seed=plan.seed)
     cal_probs = model.predict_proba(vectors[split.calibration])
     threshold = tune_threshold(cal_probs, list(model.classes_), y[split.calibration], target_accuracy=plan.target_accuracy)
     metrics = heldout_metrics(model, vectors[split.heldout], y[split.heldout], threshold.threshold)
     progress(f"stage 1 ({plan.classifier}): held-out accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
-             f"fallback threshold {threshold.threshold:.3f}")
+             f"confidence threshold for {plan.target_accuracy:.0%} routed accuracy {threshold.threshold:.3f}")
     if not threshold.feasible:
         progress(f"WARNING: no confidence threshold reaches {plan.target_accuracy:.0%} routed accuracy on the calibration "
-                 f"split, so every prompt goes to the general expert and the router routes nothing. Use a better "
-                 f"stage 1 (more or cleaner labelled prompts, fewer overlapping categories) or set a threshold per "
-                 f"request (model=\"coe:0.5\").")
+                 f"split, so the category maps (and coe:<threshold> knobs) would send every prompt to the general expert. "
+                 f"The per-prompt predictor still routes; for better categories use more or cleaner labelled prompts "
+                 f"or fewer overlapping categories.")
 
-    evidence = kshot(split.train)
-    general_ranking = rank_overall(evidence.matrix, plan.experts, plan.general_expert)
+    # Stage 2, per prompt: embedding + stage-1 probabilities -> each expert's score.
+    ev_vectors = cached_embeddings(embedder, evidence.prompts, progress)
+    x = features(ev_vectors, model.predict_proba(ev_vectors))
+    scores = evidence.matrix
+    known = np.concatenate([fit_rows, cal_rows])
+    general_ranking = rank_overall(scores[known], plan.experts, plan.general_expert)
     general = general_ranking[0]
+    best = plan.experts.index(general)
+    relative = relative_costs({e: plan.costs.get(e) for e in plan.experts})
+    costs = np.array([relative[e] for e in plan.experts])
+    if len(set(costs.tolist())) == 1:
+        progress("no price for every expert (set cost_per_mtok in coe.yaml): every expert counts as the same cost, "
+                 "so coe:balanced, coe:cheap and coe:budget-B route as coe:quality")
+    stage2 = fit_stage2(x[fit_rows], scores[fit_rows], x[cal_rows], scores[cal_rows], costs, best, plan.experts, plan.seed)
+    choice = stage2.choice
+    never = choice.margin >= 100 * (float(np.nanstd(scores[fit_rows])) or 1.0)
+    progress(f"predictor: ridge alpha {choice.alpha:g}, switch margin {choice.margin:.3g}"
+             + (" (no switch paid out of fold: stays on the best single expert unless a price moves it)" if never else "")
+             + f"; out-of-fold mean score {choice.cv_quality:.4f} vs best single {general} {choice.cv_best_single:.4f}")
+    report = stage2.report(x[held_rows], scores[held_rows], seed=plan.seed)
+    if report.get("heldout_n"):
+        share = report["headroom_share"]
+        progress(f"held-out ({report['heldout_n']} prompts): router {report['router_quality']['quality']:.4f} vs best single "
+                 f"{report['best_single']['quality']:.4f}, oracle {report['oracle']['quality']:.4f}; "
+                 + (f"headroom captured {share:+.1%}" if np.isfinite(share) else "no headroom (the oracle ties the best single expert)"))
+
     rankings, selection = {}, {}
     for mode, loss in MODE_LOSS.items():
         emap = select_experts(
-            evidence.matrix, evidence.categories, plan.experts, k=None, seed=plan.seed,
+            scores[known], [evidence.categories[i] for i in known], plan.experts, k=None, seed=plan.seed,
             active_params=plan.active_params or None, max_loss=loss if plan.active_params else None, relative_loss=True,
         )
         guarded = guard_ties(emap, general) if mode == "quality" else []
         rankings[mode] = {str(c): category_ranking(emap, str(c), general_ranking) for c in model.classes_}
         selection[mode] = {**emap.to_dict(), "kept_general_on_tie": guarded}
-        if guarded:
-            progress(f"{mode} map: {', '.join(guarded)} kept on {general}: the K-shot winner does not beat it significantly")
     stamp = version_stamp()
     artifact = RouterArtifact(
         version=plan.name or stamp,
@@ -201,15 +239,22 @@ def train_router(
         rankings=rankings,
         selection={"k": plan.k, "prompts_scored": len(evidence.prompts), "invalid_scores": evidence.invalid,
                    "unanswered": evidence.unanswered, "experts": plan.experts, "maps": selection,
-                   "general_means": overall_means(evidence.matrix, plan.experts)},
+                   "general_means": overall_means(scores[known], plan.experts)},
         metrics={**metrics, "threshold": asdict(threshold)},
         # A named router (the default one) is rebuilt deterministically: no clock in it.
         created="" if plan.name else datetime.now(timezone.utc).isoformat(timespec="seconds"),
         inputs_sha256=plan.inputs_sha256,
+        predictor={"kind": "ridge", "alpha": choice.alpha, "margin": choice.margin, "experts": list(plan.experts),
+                   "cv_quality": choice.cv_quality, "cv_best_single": choice.cv_best_single, "folds": choice.folds},
+        relative_costs=relative,
+        operating_points=stage2.points,
+        knob_lams=stage2.knobs,
+        report={k: v for k, v in report.items() if k != "curve"},
     )
     folder = plan.out / (plan.name or f"router-{stamp}")
-    artifact.save(folder, LinearClassifier.from_sklearn(model), getattr(embedder, "folder", None))
-    progress(f"router written to {folder} in {time.monotonic() - started:.0f} s")
+    artifact.save(folder, LinearClassifier.from_sklearn(model), getattr(embedder, "folder", None), stage2.predictor)
+    written = write_report(report, folder / "report", f"router {artifact.version}: held-out quality against spend")
+    progress(f"router written to {folder} in {time.monotonic() - started:.0f} s; report: {written[1]}")
     return folder
 
 

@@ -5,6 +5,9 @@
                      expert's ranking, the K-shot selection report and the held-out metrics
     classifier.npz   stage 1: a multinomial logistic regression as plain arrays (coef, intercept,
                      classes); read with allow_pickle=False
+    predictor.npz    stage 2 per prompt (format 3): ridge weights predicting each expert's score
+                     (coe.routing.predictor); router.json holds its margin, the experts' relative
+                     costs and the knobs' calibrated operating points
     embedder/        files of a fitted embedder (the static token table); MiniLM is not copied, the
                      manifest names its weights by sha256
 
@@ -24,9 +27,12 @@ from typing import Any
 
 import numpy as np
 
+from coe.routing.predictor import PREDICTOR_FILE, ScorePredictor
+
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_FORMATS = (2, 3)  # 2: category maps only, no predictor
 MANIFEST = "router.json"
 CLASSIFIER_FILE = "classifier.npz"
 EMBEDDER_DIR = "embedder"
@@ -81,6 +87,12 @@ class RouterArtifact:
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     inputs_sha256: str = ""  # of the data and scores it was trained from (deterministic rebuilds)
+    # Per-prompt stage 2 (format 3; absent: the category maps decide).
+    predictor: dict[str, Any] | None = None  # {"kind": "ridge", "alpha", "margin", "experts": [...]}
+    relative_costs: dict[str, float] = field(default_factory=dict)  # cost_per_mtok / the highest one
+    operating_points: list[dict[str, float]] = field(default_factory=list)  # calibrated {lam, spend, quality}
+    knob_lams: dict[str, float] = field(default_factory=dict)  # mode -> lam
+    report: dict[str, Any] = field(default_factory=dict)  # held-out quality-vs-spend summary
     format: int = FORMAT_VERSION
 
     @property
@@ -94,13 +106,17 @@ class RouterArtifact:
         return {mode: {c: r[0] for c, r in ranking.items()} for mode, ranking in self.rankings.items()}
 
     def experts(self) -> set[str]:
-        return set(self.general_ranking) | {e for m in self.rankings.values() for r in m.values() for e in r}
+        ranked = {e for m in self.rankings.values() for r in m.values() for e in r}
+        return set(self.general_ranking) | ranked | set((self.predictor or {}).get("experts", []))
 
-    def save(self, folder: Path, classifier: LinearClassifier, embedder_files: Path | None = None) -> Path:
+    def save(self, folder: Path, classifier: LinearClassifier, embedder_files: Path | None = None,
+             predictor: ScorePredictor | None = None) -> Path:
         import shutil
 
         folder.mkdir(parents=True, exist_ok=True)
         classifier.save(folder / CLASSIFIER_FILE)
+        if predictor is not None:
+            predictor.save(folder / PREDICTOR_FILE)
         if embedder_files is not None:
             target = folder / EMBEDDER_DIR
             shutil.rmtree(target, ignore_errors=True)
@@ -109,6 +125,18 @@ class RouterArtifact:
                 shutil.copyfile(embedder_files / name, target / name)
         (folder / MANIFEST).write_text(json.dumps(asdict(self), indent=2, default=str) + "\n")
         return folder
+
+    def load_predictor(self, folder: Path) -> ScorePredictor | None:
+        """The per-prompt predictor over this artifact's experts (None for a category-map router)."""
+        if self.predictor is None:
+            return None
+        try:
+            predictor = ScorePredictor.load(Path(folder) / PREDICTOR_FILE)
+        except (OSError, ValueError, KeyError) as err:
+            raise RouterArtifactError(f"{Path(folder) / PREDICTOR_FILE}: cannot read the predictor ({err})") from None
+        if list(predictor.experts) != list(self.predictor["experts"]):
+            raise RouterArtifactError(f"{folder}: predictor experts {predictor.experts} differ from the manifest's")
+        return predictor
 
     @classmethod
     def load(cls, folder: Path) -> tuple["RouterArtifact", LinearClassifier]:
@@ -119,10 +147,10 @@ class RouterArtifact:
             data = json.loads(manifest.read_text())
         except ValueError as err:
             raise RouterArtifactError(f"{manifest} is malformed: {err}") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
             found = data.get("format") if isinstance(data, dict) else None
             raise RouterArtifactError(
-                f"{manifest} has format {found}; this CoE reads {FORMAT_VERSION} (format 1 held a pickled "
+                f"{manifest} has format {found}; this CoE reads {READABLE_FORMATS} (format 1 held a pickled "
                 "classifier, which is no longer loaded): retrain it with `coe train-router`"
             )
         try:
@@ -157,4 +185,7 @@ class RouterArtifact:
             mode: {c: [e for e in r if e in served] or general for c, r in ranking.items()}
             for mode, ranking in self.rankings.items()
         }
-        return replace(self, general_ranking=general, rankings=rankings)
+        predictor = self.predictor
+        if predictor is not None:
+            predictor = {**predictor, "experts": [e for e in predictor["experts"] if e in served]}
+        return replace(self, general_ranking=general, rankings=rankings, predictor=predictor)

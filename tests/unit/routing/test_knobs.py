@@ -20,6 +20,8 @@ def test_model_names_that_route() -> None:
         ("coe:cheap", RoutingKnob("cheap")),
         ("coe:0.85", RoutingKnob(threshold=0.85)),
         ("coe:0", RoutingKnob(threshold=0.0)),
+        ("coe:budget-0.3", RoutingKnob(budget=0.3)),
+        ("coe:budget-1", RoutingKnob(budget=1.0)),
     ],
 )
 def test_knobs_parse(model: str, knob: RoutingKnob) -> None:
@@ -29,4 +31,10 @@ def test_knobs_parse(model: str, knob: RoutingKnob) -> None:
 @pytest.mark.parametrize("model", ["coe:", "coe:fast", "coe:1.5", "coe:-0.1", "coe:nan"])
 def test_bad_knobs_are_400_naming_the_choices(model: str) -> None:
     with pytest.raises(InvalidRequest, match="quality, balanced, cheap"):
+        parse_knob(model)
+
+
+@pytest.mark.parametrize("model", ["coe:budget-", "coe:budget-2", "coe:budget-x", "coe:budget--0.5"])
+def test_bad_budgets_are_400_saying_the_range(model: str) -> None:
+    with pytest.raises(InvalidRequest, match=r"share in \[0, 1\]"):
         parse_knob(model)

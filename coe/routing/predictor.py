@@ -1,0 +1,70 @@
+"""Stage 2 per prompt: predict every expert's score for this prompt, then pick by a calibrated rule.
+
+A category map answers "which expert is best for prompts like these on average"; two prompts of one
+category can still want different experts, and a new prompt source breaks the categories. The
+predictor is a ridge regression of each expert's score on the prompt embedding and the stage-1
+category probabilities, so the category map is the special case where only the category matters.
+
+The choice rule keeps the router honest against the best single expert:
+
+    utility(e) = predicted(e) - lam * cost(e) / max cost  (+ margin for the best single expert)
+
+The margin is the predicted gain a switch must beat, tuned by cross-validation at training time (a
+large margin means the predictor did not earn its switches: the router stays on the best single
+expert unless a price moves it). `lam` prices
+cost in score units; each knob (`coe:quality`, `coe:budget-0.3`, ...) is one `lam`, calibrated on
+held-out prompts by `coe train-router` and stored in the artifact as operating points.
+
+Plain arrays only (`predictor.npz`, read with allow_pickle=False): loading runs no code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+PREDICTOR_FILE = "predictor.npz"
+
+
+@dataclass(frozen=True)
+class ScorePredictor:
+    """scores = [embedding, category probabilities] @ weights + bias, one column per expert."""
+
+    weights: np.ndarray  # [embedding dim + categories, experts]
+    bias: np.ndarray  # [experts]
+    experts: tuple[str, ...]
+
+    def predict(self, vectors: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        features = np.hstack([np.asarray(vectors, dtype=np.float64), np.asarray(probabilities, dtype=np.float64)])
+        return features @ self.weights + self.bias
+
+    def save(self, path: Path) -> None:
+        np.savez(path, weights=self.weights, bias=self.bias, experts=np.array(self.experts, dtype=str))
+
+    @classmethod
+    def load(cls, path: Path) -> "ScorePredictor":
+        with np.load(path, allow_pickle=False) as data:
+            return cls(data["weights"].astype(np.float64), data["bias"].astype(np.float64),
+                       tuple(str(e) for e in data["experts"]))
+
+    def restricted_to(self, experts: list[str]) -> "ScorePredictor":
+        columns = [self.experts.index(e) for e in experts]
+        return ScorePredictor(self.weights[:, columns], self.bias[columns], tuple(experts))
+
+
+def choose(predicted: np.ndarray, costs: np.ndarray, lam: float, margin: float, best: int) -> np.ndarray:
+    """Index of the chosen expert per row of `predicted` ([prompts, experts]); `costs` are relative
+    (the most expensive is 1). The training-time calibration and the server both call this, so the
+    operating points in the artifact are exactly what the server does."""
+    utility = np.asarray(predicted, dtype=np.float64) - lam * np.asarray(costs, dtype=np.float64)[None, :]
+    utility[:, best] += margin
+    return utility.argmax(axis=1)
+
+
+def preference_order(predicted_row: np.ndarray, costs: np.ndarray, lam: float, margin: float, best: int) -> list[int]:
+    """Every expert for one prompt, the chosen one first: the order fallbacks follow."""
+    utility = np.asarray(predicted_row, dtype=np.float64) - lam * np.asarray(costs, dtype=np.float64)
+    utility[best] += margin
+    return [int(j) for j in np.argsort(-utility, kind="stable")]

@@ -1,0 +1,154 @@
+"""Fitting stage 2's per-prompt score predictor and calibrating its knobs (served by coe.routing.predictor).
+
+Three steps, each on data the next one does not see:
+  fit         ridge regression of every expert's score on [embedding, category probabilities]; the
+              ridge strength and the switch margin are chosen by K-fold cross-validation inside the
+              training rows, maximising the mean score of the experts the rule would pick
+  calibrate   on the calibration rows: for a grid of cost prices `lam`, the spend and quality the
+              served rule reaches; the knobs (balanced, cheap, budget-B) are points of that curve
+  report      on the held-out rows (router_training.curve_report)
+
+Why ridge: on the AlpacaEval matrix and the local experts, kNN regression and ridge were within noise
+of each other (bench/pref_loso.py), and ridge is two small arrays to ship, where kNN would ship every
+training embedding and cost a matrix product against all of them per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from coe.routing.predictor import ScorePredictor, choose
+
+ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
+# Switch margins in units of the scores' standard deviation; the last one means "never switch on
+# predicted quality alone" (a price can still move cheap prompts).
+MARGINS_SD = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 1e3)
+N_FOLDS = 5
+
+
+def features(vectors: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    return np.hstack([np.asarray(vectors, dtype=np.float64), np.asarray(probabilities, dtype=np.float64)])
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, alpha: float, experts: Sequence[str]) -> ScorePredictor:
+    """One ridge per expert (unpenalised intercept), each on the rows where that expert has a score."""
+    dim = x.shape[1]
+    weights, bias = np.zeros((dim, y.shape[1])), np.zeros(y.shape[1])
+    for j in range(y.shape[1]):
+        rows = np.isfinite(y[:, j])
+        if not rows.any():
+            bias[j] = np.nan
+            continue
+        xj, yj = x[rows], y[rows, j]
+        mean_x, mean_y = xj.mean(axis=0), yj.mean()
+        xc = xj - mean_x
+        # Dual form when rows < dims (the usual K-shot case): (X X^T + aI)^-1 y, then X^T times it.
+        if len(xc) < dim:
+            w = xc.T @ np.linalg.solve(xc @ xc.T + alpha * np.eye(len(xc)), yj - mean_y)
+        else:
+            w = np.linalg.solve(xc.T @ xc + alpha * np.eye(dim), xc.T @ (yj - mean_y))
+        weights[:, j], bias[j] = w, mean_y - mean_x @ w
+    return ScorePredictor(weights, bias, tuple(experts))
+
+
+def mean_picked(scores: np.ndarray, picks: np.ndarray) -> float:
+    """Mean true score of the picked experts over rows where every expert is scored."""
+    full = np.isfinite(scores).all(axis=1)
+    return float(scores[full][np.arange(full.sum()), picks[full]].mean()) if full.any() else float("nan")
+
+
+@dataclass(frozen=True)
+class PredictorChoice:
+    alpha: float
+    margin: float  # in score units
+    cv_quality: float  # mean score of the rule's picks, out of fold
+    cv_best_single: float  # the best single expert's mean on the same rows
+    folds: int
+
+
+def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[str], seed: int) -> PredictorChoice:
+    """Ridge strength and margin by K-fold CV on the training rows (ties go to the larger margin: a
+    switch that does not pay out of fold is not made)."""
+    n = len(x)
+    folds = min(N_FOLDS, n)
+    sd = float(np.nanstd(y)) or 1.0
+    if folds < 2:
+        return PredictorChoice(ALPHAS[-1], MARGINS_SD[-1] * sd, float("nan"), float("nan"), folds)
+    order = np.random.default_rng(seed).permutation(n)
+    parts = np.array_split(order, folds)
+    results: list[tuple[float, float, float, float]] = []
+    for alpha in ALPHAS:
+        oof = np.zeros_like(y, dtype=np.float64)
+        for part in parts:
+            mask = np.ones(n, bool)
+            mask[part] = False
+            model = fit_ridge(x[mask], y[mask], alpha, experts)
+            oof[part] = np.nan_to_num(model.predict(x[part], np.zeros((len(part), 0))), nan=-np.inf)
+        for m in MARGINS_SD:
+            results.append((mean_picked(y, choose(oof, np.zeros(y.shape[1]), 0.0, m * sd, best)), m, alpha, m * sd))
+    quality, _, alpha, margin = max(results, key=lambda r: (round(r[0], 12), r[1], r[2]))
+    return PredictorChoice(alpha, margin, quality, mean_picked(y, np.full(n, best)), folds)
+
+
+def lam_grid(scores: np.ndarray) -> list[float]:
+    """Prices from 0 to far past the score range: the last points send everything to the cheapest."""
+    spread = float(np.nanmax(scores) - np.nanmin(scores)) if np.isfinite(scores).any() else 1.0
+    return [0.0] + [float(v) for v in (spread or 1.0) * np.geomspace(1e-3, 1e3, 61)]
+
+
+def operating_points(predicted: np.ndarray, scores: np.ndarray, costs: np.ndarray, margin: float, best: int,
+                     lams: Sequence[float]) -> list[dict[str, float]]:
+    """Spend (mean relative cost of the picks) and quality of the served rule at each price."""
+    points = []
+    for lam in lams:
+        picks = choose(predicted, costs, lam, margin, best)
+        points.append({"lam": float(lam), "spend": float(costs[picks].mean()), "quality": mean_picked(scores, picks)})
+    return points
+
+
+def knob_lams(points: list[dict[str, float]], cheapest_quality: float) -> dict[str, float]:
+    """quality: lam 0; balanced / cheap: the highest price that keeps 95% / 80% of coe:quality's gain
+    over sending everything to the cheapest expert (scale-free, so scores may be in any range)."""
+    top = points[0]["quality"]
+    lams = {"quality": 0.0}
+    for mode, keep in (("balanced", 0.95), ("cheap", 0.80)):
+        floor = cheapest_quality + keep * (top - cheapest_quality)
+        kept = [p["lam"] for p in points if np.isfinite(p["quality"]) and p["quality"] >= floor - 1e-12]
+        lams[mode] = max(kept) if kept else 0.0
+    return lams
+
+
+@dataclass(frozen=True)
+class Stage2:
+    """A fitted, calibrated per-prompt stage 2: what the artifact stores and the reports evaluate."""
+
+    predictor: ScorePredictor
+    choice: PredictorChoice
+    costs: np.ndarray  # relative, per expert
+    best: int
+    lams: list[float]
+    points: list[dict[str, float]]  # calibrated operating points
+    knobs: dict[str, float]  # mode -> lam
+
+    def report(self, x: np.ndarray, scores: np.ndarray, seed: int = 0) -> dict:
+        from router_training.curve_report import heldout_curve
+
+        predicted = self.predictor.predict(x, np.zeros((len(x), 0)))
+        return heldout_curve(scores, predicted, self.costs, self.predictor.experts, self.best, self.choice.margin,
+                             self.lams, self.knobs, seed=seed)
+
+
+def fit_stage2(x_fit: np.ndarray, s_fit: np.ndarray, x_cal: np.ndarray, s_cal: np.ndarray, costs: np.ndarray,
+               best: int, experts: Sequence[str], seed: int = 0) -> Stage2:
+    """Predictor (and its ridge strength and margin) from the fit rows; operating points and knob
+    prices from the calibration rows."""
+    choice = select_predictor(x_fit, s_fit, best, experts, seed)
+    predictor = fit_ridge(x_fit, s_fit, choice.alpha, experts)
+    lams = lam_grid(s_fit)
+    points = operating_points(predictor.predict(x_cal, np.zeros((len(x_cal), 0))), s_cal, costs, choice.margin, best, lams)
+    cheapest = int(np.argmin(costs)) if len(set(costs.tolist())) > 1 else best
+    knobs = knob_lams(points, mean_picked(s_cal, np.full(len(s_cal), cheapest)))
+    return Stage2(predictor, choice, costs, best, lams, points, knobs)

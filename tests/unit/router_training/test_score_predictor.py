@@ -1,0 +1,82 @@
+"""Stage 2's fit and calibration on data with a known answer: it must switch where a per-prompt
+signal exists, and stay on the best single expert where the scores are noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from router_training.curve_report import frontier, heldout_curve, markdown, random_at_spend
+from router_training.score_predictor import fit_ridge, fit_stage2, knob_lams, mean_picked
+
+EXPERTS = ("generalist", "specialist", "tiny")
+
+
+def _data(n: int, signal: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """x[:, 0] > 0 marks prompts the specialist answers well (when `signal`); the generalist is the
+    best single expert; tiny is cheap and a little worse than the generalist."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6))
+    special = x[:, 0] > 0 if signal else rng.random(n) > 0.5
+    generalist = (rng.random(n) < 0.6).astype(float)
+    specialist = (rng.random(n) < np.where(special, 0.9, 0.2)).astype(float) if signal else (rng.random(n) < 0.55).astype(float)
+    tiny = (rng.random(n) < 0.5).astype(float)
+    return x, np.column_stack([generalist, specialist, tiny])
+
+
+def test_ridge_recovers_a_linear_score_and_skips_unscored_rows() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 3))
+    y = np.column_stack([x @ [1.0, -2.0, 0.5] + 3, x[:, 0]])
+    y[:20, 1] = np.nan
+    model = fit_ridge(x, y, alpha=1e-6, experts=("a", "b"))
+    np.testing.assert_allclose(model.predict(x, np.zeros((200, 0)))[:, 0], y[:, 0], atol=1e-6)
+    assert np.isfinite(model.weights).all()
+
+
+def test_with_a_per_prompt_signal_the_router_beats_the_best_single_expert() -> None:
+    x, s = _data(1500, signal=True, seed=0)
+    stage2 = fit_stage2(x[:900], s[:900], x[900:1200], s[900:1200], np.ones(3), 0, EXPERTS)
+    report = stage2.report(x[1200:], s[1200:])
+    assert report["gain_over_best"]["interval"][0] > 0  # significantly better on unseen prompts
+    assert report["headroom_share"] > 0.3
+
+
+def test_on_noise_it_stays_within_noise_of_the_best_single_expert() -> None:
+    x, s = _data(1500, signal=False, seed=2)
+    stage2 = fit_stage2(x[:900], s[:900], x[900:1200], s[900:1200], np.ones(3), 0, EXPERTS)
+    report = stage2.report(x[1200:], s[1200:])
+    low, high = report["gain_over_best"]["interval"]
+    assert low <= 0 <= high or report["router_quality"]["switched"] < 0.05
+
+
+def test_prices_trade_quality_for_spend_and_knobs_follow_the_calibration() -> None:
+    x, s = _data(1500, signal=True, seed=3)
+    costs = np.array([1.0, 1.0, 0.05])
+    stage2 = fit_stage2(x[:900], s[:900], x[900:1200], s[900:1200], costs, 0, EXPERTS)
+    spends = [p["spend"] for p in stage2.points]
+    assert spends[0] > 0.9 and spends[-1] == pytest.approx(0.05)  # lam 0 spends, a huge lam sends all to tiny
+    assert stage2.knobs["quality"] == 0.0 <= stage2.knobs["balanced"] <= stage2.knobs["cheap"]
+    report = stage2.report(x[1200:], s[1200:])
+    assert "| balanced" in markdown(report, "t") or "balanced" in markdown(report, "t")
+
+
+def test_knob_floors_are_shares_of_the_gain_over_the_cheapest() -> None:
+    points = [{"lam": 0.0, "spend": 1.0, "quality": 1.0}, {"lam": 1.0, "spend": 0.5, "quality": 0.98},
+              {"lam": 2.0, "spend": 0.2, "quality": 0.92}, {"lam": 3.0, "spend": 0.0, "quality": 0.5}]
+    assert knob_lams(points, cheapest_quality=0.5) == {"quality": 0.0, "balanced": 1.0, "cheap": 2.0}
+
+
+def test_random_routing_mixes_the_two_frontier_experts_around_the_spend() -> None:
+    costs, scores = np.array([0.1, 1.0, 0.5]), np.array([[0.2, 1.0, 0.1], [0.4, 0.8, 0.3]])
+    assert frontier(costs, scores.mean(axis=0)) == [0, 1]  # expert 2 is dominated
+    mixed = random_at_spend(0.55, costs, scores)
+    np.testing.assert_allclose(mixed, 0.5 * scores[:, 0] + 0.5 * scores[:, 1])
+
+
+def test_headroom_share_is_what_the_router_gains_over_what_the_oracle_gains() -> None:
+    s = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    predicted = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]])  # right on both switchable rows
+    report = heldout_curve(s, predicted, np.ones(2), ["a", "b"], best=0, margin=0.0, lams=[0.0], knob_lams={"quality": 0.0})
+    assert report["headroom_share"] == 1.0 and report["router_quality"]["quality"] == 0.75
+    assert mean_picked(s, np.zeros(4, dtype=int)) == 0.5
