@@ -39,7 +39,7 @@ def main() -> None:
 
     from coe.config import default_config_text, load_config
     from coe.models.resolve import without_missing_optional
-    from router_training.scorers.llm_judge import LLMJudgeScorer
+    from evals.scorers.llm_judge import LLMJudgeScorer
 
     served, skipped = without_missing_optional(load_config())
     experts = [e.id for e in served.experts if e.remote is None]

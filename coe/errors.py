@@ -108,3 +108,12 @@ class UpstreamError(CoEError):
 
     status_code = 502
     error_type = "upstream_error"
+
+
+class UserInputError(Exception):
+    """An error the user fixes (a bad file, an unknown option), not a fault of CoE.
+
+    Not a `CoEError`: it has no HTTP status and never reaches a client. The CLI prints its message in one
+    line and exits 2 instead of a traceback (`coe.cli.errors.fail_cleanly`). Packages outside `coe/`
+    (``router_training``) subclass it, so the CLI can catch their errors without importing them.
+    """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from router_training.scorers.llm_judge import parse_rating
+from evals.scorers.llm_judge import parse_rating
 
 __all__ = ["parse_rating", "parse_verdict", "verdict_score", "VERDICTS"]
 

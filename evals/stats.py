@@ -14,7 +14,7 @@ import numpy as np
 def expert_params(config_path: Path | None) -> dict[str, float]:
     """Parameter counts of the local experts of a coe.yaml (the bundled one by default), read from their
     prepared checkpoints. Remote experts have none: their answers count as unknown, not as zero."""
-    from coe.cli.train_router_cmd import local_active_params
+    from router_training.train_router_cli import local_active_params
 
     try:
         return local_active_params(config_path)

@@ -23,10 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from coe.errors import UserInputError
+
 DEFAULT_CLASSIFIER = "logreg"
 
 
-class UnknownClassifier(KeyError):
+class UnknownClassifier(UserInputError, KeyError):
     """The config or CLI named a classifier that is not registered."""
 
     def __str__(self) -> str:

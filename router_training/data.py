@@ -47,6 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from coe.errors import UserInputError
+
 CATEGORIES: tuple[str, ...] = ("coding", "math", "writing", "general")
 DEFAULT_CAP = 250
 DEFAULT_SEED = 0
@@ -74,11 +76,11 @@ class LabelledPrompt:
     source: str
 
 
-class DataFileError(ValueError):
+class DataFileError(UserInputError, ValueError):
     """A user-supplied JSONL file is malformed; the message names the file and line to fix."""
 
 
-class DataPackageMissing(RuntimeError):
+class DataPackageMissing(UserInputError, RuntimeError):
     """A benchmark package the default dataset reads from is not installed."""
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from coe.errors import UserInputError
 from coe.routing.embedders import (  # noqa: F401  (re-exported: the serving side owns these)
     Embedder,
     MiniLMEmbedder,
@@ -55,7 +56,7 @@ STATIC_SIF_COEFFICIENT = 1e-4  # model2vec's default: strong down-weighting of t
 STATIC_FORMAT = 1
 
 
-class UnknownEmbedder(KeyError):
+class UnknownEmbedder(UserInputError, KeyError):
     """The config or CLI named an embedder that is not registered."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message

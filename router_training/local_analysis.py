@@ -80,8 +80,8 @@ def score_answers(items: Sequence[LocalItem], experts: Sequence[str], answer: An
     `transcript` (if given) receives every answer with its score, so a reader can check the checks."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    from router_training.scorers.exact_match import ExactMatchScorer
-    from router_training.scorers.unit_tests import UnitTestScorer
+    from evals.scorers.exact_match import ExactMatchScorer
+    from evals.scorers.unit_tests import UnitTestScorer
 
     exact = ExactMatchScorer()
 

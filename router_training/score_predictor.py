@@ -2,8 +2,9 @@
 
 Three steps, each on data the next one does not see:
   fit         ridge regression of every expert's score on [embedding, category probabilities]; the
-              ridge strength and the switch margin are chosen by K-fold cross-validation inside the
-              training rows, maximising the mean score of the experts the rule would pick
+              ridge strength and the switch margin are chosen by cross-validation inside the
+              training rows, maximising the lower bound (mean - 1 s.e.) of the out-of-fold gain
+              over the best single expert (never switching scores exactly 0)
   calibrate   on the calibration rows: for a grid of cost prices `lam`, the spend and quality the
               served rule reaches; the knobs (balanced, cheap, budget-B) are points of that curve
   report      on the held-out rows (router_training.curve_report)
@@ -69,17 +70,43 @@ class PredictorChoice:
     folds: int
 
 
-def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[str], seed: int) -> PredictorChoice:
-    """Ridge strength and margin by K-fold CV on the training rows (ties go to the larger margin: a
-    switch that does not pay out of fold is not made)."""
+def cv_folds(n: int, groups: Sequence[str] | None, seed: int) -> list[np.ndarray]:
+    """Held-out index sets: seeded random folds, or, given `groups` with three or more labels, folds
+    that hold out whole labels (a switch then has to pay on a category the predictor did not learn
+    from). Training uses random folds: a category-level winner is real signal for categories stage 1
+    knows, and holding categories out would forbid exactly that switch."""
+    labels = sorted(set(groups)) if groups is not None else []
+    if len(labels) >= 3:
+        order = np.random.default_rng(seed).permutation(len(labels))
+        fold_of = {labels[j]: i % min(N_FOLDS, len(labels)) for i, j in enumerate(order)}
+        assigned = np.array([fold_of[g] for g in groups])
+        return [np.flatnonzero(assigned == f) for f in range(min(N_FOLDS, len(labels)))]
+    return [part for part in np.array_split(np.random.default_rng(seed).permutation(n), min(N_FOLDS, n)) if len(part)]
+
+
+def lower_bound(gains: np.ndarray) -> float:
+    """Mean gain over the best single expert minus one standard error: a rule is only preferred to
+    "never switch" (gain exactly 0) when its out-of-fold gain is more than noise."""
+    gains = gains[np.isfinite(gains)]
+    if len(gains) < 2:
+        return float("-inf")
+    return float(gains.mean() - gains.std(ddof=1) / np.sqrt(len(gains)))
+
+
+def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[str], seed: int,
+                     groups: Sequence[str] | None = None) -> PredictorChoice:
+    """Ridge strength and margin by cross-validation on the training rows, maximising the lower bound
+    of the out-of-fold gain over the best single expert; never switching (the largest margin) wins
+    every tie."""
     n = len(x)
-    folds = min(N_FOLDS, n)
     sd = float(np.nanstd(y)) or 1.0
-    if folds < 2:
-        return PredictorChoice(ALPHAS[-1], MARGINS_SD[-1] * sd, float("nan"), float("nan"), folds)
-    order = np.random.default_rng(seed).permutation(n)
-    parts = np.array_split(order, folds)
-    results: list[tuple[float, float, float, float]] = []
+    never = MARGINS_SD[-1] * sd
+    full = np.isfinite(y).all(axis=1)
+    parts = cv_folds(n, groups, seed)
+    if len(parts) < 2 or full.sum() < 2:
+        return PredictorChoice(ALPHAS[-1], never, float("nan"), float("nan"), len(parts))
+    rows = np.arange(n)
+    results: list[tuple[float, float, float, float]] = []  # (bound, margin, alpha, quality)
     for alpha in ALPHAS:
         oof = np.zeros_like(y, dtype=np.float64)
         for part in parts:
@@ -88,9 +115,12 @@ def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[
             model = fit_ridge(x[mask], y[mask], alpha, experts)
             oof[part] = np.nan_to_num(model.predict(x[part], np.zeros((len(part), 0))), nan=-np.inf)
         for m in MARGINS_SD:
-            results.append((mean_picked(y, choose(oof, np.zeros(y.shape[1]), 0.0, m * sd, best)), m, alpha, m * sd))
-    quality, _, alpha, margin = max(results, key=lambda r: (round(r[0], 12), r[1], r[2]))
-    return PredictorChoice(alpha, margin, quality, mean_picked(y, np.full(n, best)), folds)
+            picks = choose(oof, np.zeros(y.shape[1]), 0.0, m * sd, best)
+            gains = np.where(full, y[rows, picks] - y[:, best], np.nan)
+            bound = 0.0 if m == MARGINS_SD[-1] else lower_bound(gains)
+            results.append((bound, m, alpha, mean_picked(y, picks)))
+    bound, m, alpha, quality = max(results, key=lambda r: (round(r[0], 12), r[1], r[2]))
+    return PredictorChoice(alpha, m * sd, quality, mean_picked(y, np.full(n, best)), len(parts))
 
 
 def lam_grid(scores: np.ndarray) -> list[float]:
@@ -142,10 +172,10 @@ class Stage2:
 
 
 def fit_stage2(x_fit: np.ndarray, s_fit: np.ndarray, x_cal: np.ndarray, s_cal: np.ndarray, costs: np.ndarray,
-               best: int, experts: Sequence[str], seed: int = 0) -> Stage2:
-    """Predictor (and its ridge strength and margin) from the fit rows; operating points and knob
-    prices from the calibration rows."""
-    choice = select_predictor(x_fit, s_fit, best, experts, seed)
+               best: int, experts: Sequence[str], seed: int = 0, groups: Sequence[str] | None = None) -> Stage2:
+    """Predictor (and its ridge strength and margin) from the fit rows, `groups` their categories;
+    operating points and knob prices from the calibration rows."""
+    choice = select_predictor(x_fit, s_fit, best, experts, seed, groups)
     predictor = fit_ridge(x_fit, s_fit, choice.alpha, experts)
     lams = lam_grid(s_fit)
     points = operating_points(predictor.predict(x_cal, np.zeros((len(x_cal), 0))), s_cal, costs, choice.margin, best, lams)

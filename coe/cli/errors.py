@@ -8,10 +8,12 @@ from collections.abc import Iterator
 import typer
 from rich.console import Console
 
+from coe.errors import UserInputError
+
 err_console = Console(stderr=True)
 
 
-class UsageError(Exception):
+class UsageError(UserInputError):
     """Options that do not fit together; the message says what to pass instead."""
 
 
@@ -23,14 +25,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from coe.routing.artifact import RouterArtifactError
     from coe.cli.deploy_cmd import DeployError
 
-    from router_training.classifiers import UnknownClassifier
-    from router_training.data import DataFileError, DataPackageMissing
-    from router_training.embedders import UnknownEmbedder
-    from router_training.scorers import UnknownScorerError
-
+    # UserInputError covers UsageError and the errors of plugins (router_training's unknown
+    # embedder/classifier/scorer, bad data file, missing data package) without importing them.
     return (
-        ConfigError, ModelPackageMissing, CheckpointError, RouterArtifactError, CoEError, UsageError,
-        DataFileError, DataPackageMissing, UnknownEmbedder, UnknownClassifier, UnknownScorerError,
+        ConfigError, ModelPackageMissing, CheckpointError, RouterArtifactError, CoEError, UserInputError,
         DeployError,
     )
 

@@ -11,7 +11,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from coe import paths
 from coe.cli.errors import fail_cleanly
 from coe.cli.eval_cmd import eval_app
 from coe.cli.leaderboard_cmd import leaderboard
@@ -65,55 +64,30 @@ def route(
             run_route(prompt, model, router, config, as_json)
 
 
-def parse_k(text: str) -> int | None:
-    """`--k 5` or `--k all` (every scored prompt)."""
-    from coe.cli.errors import UsageError
+def _add_plugin_commands(app: typer.Typer, group: str = "coe.commands") -> None:
+    """Commands other packages of this distribution register under the entry-point group ``coe.commands``
+    (pyproject.toml): `train-router` lives in router_training, which serving code never imports. A
+    plugin module imports only typer/rich at load time, so `coe --help` stays instant. Without the
+    entry point (an install that lacks it) the command is simply absent; a plugin that fails to load
+    is named on stderr and skipped, so the other commands still work."""
+    from importlib.metadata import distributions
 
-    if text.strip().lower() == "all":
-        return None
-    if not text.strip().isdigit() or int(text) < 1:
-        raise UsageError(f"--k takes a positive number or 'all', not {text!r}")
-    return int(text)
+    # Every distribution, not entry_points(group=...): that keeps only the first `coe` on sys.path, and
+    # run from the repository root (python -m, pytest) that can be a stale ./coe.egg-info without the group.
+    seen: set[str] = set()
+    for ep in (ep for dist in distributions() for ep in dist.entry_points if ep.group == group):
+        if ep.name in seen:  # the same command found twice (editable install + ./coe.egg-info)
+            continue
+        seen.add(ep.name)
+        try:
+            command = ep.load()
+        except Exception as err:  # noqa: BLE001 - one broken plugin must not take down every command
+            typer.echo(f"warning: command {ep.name!r} ({ep.value}) not loaded: {err}", err=True)
+            continue
+        app.command(ep.name)(command)
 
 
-@app.command("train-router")
-def train_router(
-    out: Annotated[Path, typer.Option(help="Folder for router artifacts (a versioned subfolder is written).")] = paths.routers_dir(),
-    config: ConfigOption = None,
-    data: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Labelled prompts (JSONL: prompt or messages, category). Default: built from benchmark packages.")] = None,
-    k: Annotated[str, typer.Option("--k", help="Prompts per category each expert answers for K-shot selection, or 'all'.")] = "5",
-    name: Annotated[Optional[str], typer.Option(help="Folder name under --out (default: router-<timestamp>); a named router has no clock in it.")] = None,
-    categories: Annotated[Optional[str], typer.Option(help="Comma-separated categories to keep.")] = None,
-    experts: Annotated[Optional[str], typer.Option(help="Comma-separated candidate experts (default: all in the config).")] = None,
-    general_expert: Annotated[Optional[str], typer.Option(help="Expert for low-confidence prompts (default: the best single expert on the K-shot evidence).")] = None,
-    scores: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Precomputed K-shot scores (JSONL: prompt, category, expert, score).")] = None,
-    endpoint: Annotated[Optional[str], typer.Option(help="Running CoE endpoint whose experts answer the K-shot prompts.")] = None,
-    scorer: Annotated[str, typer.Option(help="Scorer for answers: llm-judge, exact-match, unit-tests.")] = "llm-judge",
-    judge: Annotated[Optional[str], typer.Option(help="LiteLLM model string of the judge (llm-judge scorer).")] = None,
-    judge_api_base: Annotated[Optional[str], typer.Option(help="api_base for the judge.")] = None,
-    embedder: Annotated[str, typer.Option(help="Stage-1 embedder: minilm or static.")] = "minilm",
-    classifier: Annotated[str, typer.Option(help="Stage-1 classifier: logreg, knn, mlp.")] = "logreg",
-    seed: int = 0,
-    analysis: Annotated[
-        bool, typer.Option("--alpacaeval-analysis", help="Instead of training: run the routing-quality analysis on the AlpacaEval matrix.")
-    ] = False,
-    analysis_seeds: Annotated[int, typer.Option(help="Random splits for --alpacaeval-analysis.")] = 20,
-) -> None:
-    """Train the router: stage-1 classifier, K-shot expert map, fallback threshold -> artifact folder."""
-    if analysis:
-        from router_training.pref_analysis import main as pref_analysis
-
-        raise typer.Exit(pref_analysis(["--seeds", str(analysis_seeds), "--out", str(out / "routing_analysis")]))
-    with fail_cleanly():
-        from coe.cli.train_router_cmd import run_train_router
-
-        split = lambda text: [t.strip() for t in text.split(",") if t.strip()] if text else None  # noqa: E731
-        folder = run_train_router(
-            config_path=config, data=data, out=out, k=parse_k(k), name=name, categories=split(categories), experts=split(experts),
-            general_expert=general_expert, scores=scores, endpoint=endpoint, scorer=scorer, judge=judge,
-            judge_api_base=judge_api_base, embedder=embedder, classifier=classifier, seed=seed,
-        )
-        typer.echo(str(folder))
+_add_plugin_commands(app)
 
 
 deploy_app = typer.Typer(help="Run CoE on a Ray cluster: Serve config, submit, status.", no_args_is_help=True)

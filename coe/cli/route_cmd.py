@@ -40,14 +40,21 @@ def run_route(prompt: str, model: str, router: Path | None, config_path: Path | 
     if as_json:
         print(json.dumps({"router": artifact.version, **decision.to_metadata()}))
         return
-    table = Table(title=f"router {artifact.version} ({artifact.embedder.get('name')} + {artifact.classifier})")
-    table.add_column("category")
-    table.add_column("probability", justify="right")
-    table.add_column(f"{decision.mode} map")
-    mapping = artifact.maps.get(decision.mode) or artifact.maps["quality"]
-    for category, prob in routing.probabilities([{"role": "user", "content": prompt}]):
-        table.add_row(category, f"{prob:.3f}", mapping[category])
-    console.print(table)
+    title = f"router {artifact.version} ({artifact.embedder.get('name')} + {artifact.classifier})"
+    categories = Table(title=title)
+    categories.add_column("category")
+    categories.add_column("probability", justify="right")
+    for category, prob in decision.top:
+        categories.add_row(category, f"{prob:.3f}")
+    console.print(categories)
+    if decision.predicted:
+        experts = Table(title=f"predicted scores ({decision.mode}, cost priced at {decision.lam:.3g})")
+        experts.add_column("expert")
+        experts.add_column("predicted", justify="right")
+        experts.add_column("relative cost", justify="right")
+        for expert, predicted in decision.predicted:
+            experts.add_row(expert, f"{predicted:.4f}", f"{artifact.relative_costs.get(expert, 1.0):.3f}")
+        console.print(experts)
     fallback = f" (fallback: confidence below {decision.threshold:.2f})" if decision.fallback else ""
     console.print(f"expert: [bold]{decision.expert}[/]{fallback}")
     console.print(f"why: {decision.reason}")
@@ -95,8 +102,7 @@ def run_route_file(path: Path, output: Path | None, model: str, router: Path | N
         for start in range(0, len(conversations), batch):
             chunk = conversations[start : start + batch]
             vectors = routing.embedder.encode([conversation_text(m) for m in chunk])
-            for ranked in routing.probabilities_of(vectors):
-                decision = routing.decide_ranked(ranked, knob)
+            for decision in routing.decide_batch(vectors, knob):
                 sink.write(json.dumps({"router": routing.artifact.version, **decision.to_metadata()}) + "\n")
             if output:
                 console.print(f"routed {min(start + batch, len(conversations))}/{len(conversations)}", highlight=False)

@@ -51,10 +51,10 @@ def chat_prompts(model_dir: Path, prompts: Sequence[str]) -> list[str]:
 
 def score(item: EvalItem, answer: str) -> float:
     if item.domain == "code":
-        from router_training.scorers.unit_tests import UnitTestScorer
+        from evals.scorers.unit_tests import UnitTestScorer
 
         return float(UnitTestScorer(timeout_s=10).score_problem(item.reference, answer) or 0.0)
-    from router_training.scorers.exact_match import ExactMatchScorer
+    from evals.scorers.exact_match import ExactMatchScorer
 
     return float(ExactMatchScorer().score(item.prompt, answer, str(item.reference)) or 0.0)
 

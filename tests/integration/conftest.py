@@ -100,7 +100,7 @@ def write_router_inputs(folder: Path) -> tuple[Path, Path]:
             f.write(json.dumps({"prompt": item.text, "category": item.category}) + "\n")
     with scores.open("w") as f:
         for category, winner in TEST_WINNERS.items():
-            for item in [p for p in dataset if p.category == category][:3]:
+            for item in [p for p in dataset if p.category == category][:10]:
                 for expert in ROUTED:
                     score = 0.9 if expert == winner else 0.2
                     f.write(json.dumps({"prompt": item.text, "category": category, "expert": expert, "score": score}) + "\n")
@@ -119,7 +119,7 @@ def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"id": MOE, "weights": str(folder / "built-with-the-service")}]}))
     proc = subprocess.run(
         [sys.executable, "-m", "coe.cli.main", "train-router", "--config", str(config), "--data", str(data),
-         "--scores", str(scores), "--k", "3", "--experts", ",".join(ROUTED), "--general-expert", SMOL,
+         "--scores", str(scores), "--k", "all", "--experts", ",".join(ROUTED), "--general-expert", SMOL,
          "--out", str(folder / "out")],
         capture_output=True, text=True, timeout=900,
     )

@@ -14,6 +14,7 @@ import pytest
 from coe import paths
 from coe.config import load_config
 from coe.routing.artifact import RouterArtifact
+from coe.routing.knobs import parse_knob
 from coe.routing.router import CategoryRouter
 
 SCORES = Path(__file__).resolve().parents[2] / "router_training" / "datasets" / "local_experts" / "scores.jsonl"
@@ -35,7 +36,7 @@ def test_make_built_the_default_router_the_config_names() -> None:
 def test_rebuilding_from_the_same_scores_gives_the_same_bytes(tmp_path: Path) -> None:
     proc = coe("train-router", "--scores", str(SCORES), "--k", "all", "--name", "default", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for name in ("router.json", "classifier.npz"):
+    for name in ("router.json", "classifier.npz", "predictor.npz", "report/curve.json", "report/curve.md"):
         assert (tmp_path / "default" / name).read_bytes() == (BUILT / name).read_bytes(), name
 
 
@@ -43,8 +44,19 @@ def test_with_only_the_bundled_experts_every_category_goes_to_one_of_them() -> N
     router = CategoryRouter.load(BUILT, served={"smollm2-135m-instruct", "gemma3-270m"})
     for ranking in router.artifact.rankings.values():
         assert {r[0] for r in ranking.values()} <= {"smollm2-135m-instruct", "gemma3-270m"}
-    decision = router.decide([{"role": "user", "content": "Write a Python function that reverses a list."}])
-    assert decision.expert in {"smollm2-135m-instruct", "gemma3-270m"}
+    for model in ("coe", "coe:cheap", "coe:budget-0.2", "coe:0.9"):
+        decision = router.decide([{"role": "user", "content": "Write a Python function that reverses a list."}],
+                                 parse_knob(model))
+        assert decision.expert in {"smollm2-135m-instruct", "gemma3-270m"}
+        assert {e for e, _ in decision.predicted} == {"smollm2-135m-instruct", "gemma3-270m"}
+
+
+def test_the_router_reports_its_held_out_curve() -> None:
+    report = json.loads((BUILT / "report" / "curve.json").read_text())
+    assert report["heldout_n"] > 0 and report["best_single"]["expert"] in report["experts"]
+    low, high = report["router_quality"]["interval"]
+    assert low <= report["router_quality"]["quality"] <= high
+    assert (BUILT / "report" / "curve.md").read_text().startswith("## router default")
 
 
 def test_route_a_file_of_prompts(tmp_path: Path) -> None:
@@ -58,6 +70,11 @@ def test_route_a_file_of_prompts(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     decisions = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(decisions) == 3 and decisions[0]["category"] == "coding"
+    from coe.models.resolve import without_missing_optional
+
+    served = {e.id for e in without_missing_optional(load_config())[0].experts}
+    for decision in decisions:  # the predicted score of every expert this machine serves, the chosen one first
+        assert set(decision["predicted_scores"]) <= served and decision["expert"] == next(iter(decision["predicted_scores"]))
     assert all({"expert", "category", "confidence", "top_categories"} <= set(d) for d in decisions)
     served = {e.id for e in load_config().experts}
     assert all(d["expert"] in served for d in decisions)

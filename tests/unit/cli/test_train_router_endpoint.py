@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from coe.cli.errors import UsageError
-from coe.cli.train_router_cmd import endpoint_answerer
 from coe.errors import ExpertUnavailable
+from router_training.train_router_cli import endpoint_answerer
 from tests.harness.openai_upstream import OpenAIUpstream
 
 FAULTS = {"broken": (500, None, "engine crashed"), "small": (400, "context_length_exceeded", "prompt too long")}

@@ -13,7 +13,7 @@ import os
 import re
 from typing import Any
 
-from router_training.scorers.base import Scorer
+from evals.scorers.base import Scorer
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 

@@ -12,7 +12,7 @@ import math
 import re
 from fractions import Fraction
 
-from router_training.scorers.base import Scorer
+from evals.scorers.base import Scorer
 
 _NUMBER = r"[-+−]?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?%?|[-+−]?\$?\.\d+%?"
 _NUMBER_RE = re.compile(_NUMBER)

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from router_training.scorers.base import Scorer
+from evals.scorers.base import Scorer
 
 
 class PrecomputedScorer(Scorer):

@@ -1,5 +1,7 @@
 """`coe train-router`: train stage 1 on labelled prompts, pick the expert map by K-shot selection
-against a running CoE endpoint, tune the fallback threshold, write a versioned router artifact."""
+against a running CoE endpoint, tune the fallback threshold, write a versioned router artifact.
+
+The work behind the command of ``router_training/cli.py``; imported only when the command runs."""
 
 from __future__ import annotations
 
@@ -84,6 +86,20 @@ def local_active_params(config_path: Path | None) -> dict[str, float]:
     return params
 
 
+def expert_costs(config, expert_ids: list[str], active_params: dict[str, float]) -> dict[str, float | None]:
+    """$ per Mtok of each candidate (coe.experts.costs); an unpriced one is named, since without a
+    price for every expert the budget knobs have nothing to weigh."""
+    from coe.experts.costs import cost_per_mtok
+
+    by_id = {e.id: e for e in config.experts}
+    costs = {e: cost_per_mtok(by_id[e], active_params.get(e)) for e in expert_ids}
+    unpriced = [e for e, c in costs.items() if c is None]
+    if unpriced:
+        console.print(f"[yellow]no price for {', '.join(unpriced)} (set cost_per_mtok in coe.yaml, or prepare its "
+                      "weights so its active parameters are known): every expert counts as the same cost[/]")
+    return costs
+
+
 def run_train_router(
     *,
     config_path: Path | None,
@@ -118,13 +134,16 @@ def run_train_router(
         dataset = [p for p in dataset if p.category in categories]
         if not dataset:
             raise UsageError(f"no prompt has a category in {categories}")
-    active_params: dict[str, float] | None = {e: p for e, p in local_active_params(config_path).items() if e in expert_ids}
+    measured = local_active_params(config_path)
+    active_params: dict[str, float] | None = {e: p for e, p in measured.items() if e in expert_ids}
     uncounted = [e for e in expert_ids if e not in active_params]
     if uncounted:  # remote, or weights not prepared/built: the cost-aware map cannot weigh them
         console.print(f"[yellow]no parameter count for {', '.join(uncounted)} (remote or weights not on this machine): "
                       "the cheap map ignores cost[/]")
         active_params = None
-    digest = inputs_digest(dataset, scores, k, seed, expert_ids, general_expert, f"{embedder}+{classifier}", active_params)
+    costs = expert_costs(config, expert_ids, measured)
+    digest = inputs_digest(dataset, scores, k, seed, expert_ids, general_expert, f"{embedder}+{classifier}",
+                           [active_params, costs])
     # Only a router trained from a scores file is a function of its inputs; live answers may differ.
     if name is not None and scores is not None and _built_from(out / name) == digest:
         console.print(f"  router {out / name} is up to date (same data, scores and settings)", highlight=False)
@@ -141,6 +160,7 @@ def run_train_router(
         active_params=active_params,
         name=name,
         inputs_sha256=digest,
+        costs=costs,
     )
     progress = lambda message: console.print(f"  {message}", highlight=False)  # noqa: E731
     if scores is not None:
@@ -174,7 +194,7 @@ class RichStepReporter(StepReporter):
 
 
 def build_score_fn(scorer: str, judge: str | None, judge_api_base: str | None):
-    from router_training.scorers import get_scorer
+    from evals.scorers import get_scorer
 
     kwargs = {}
     if scorer == "llm-judge":

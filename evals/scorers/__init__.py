@@ -9,19 +9,20 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from router_training.scorers.base import Scorer
+from coe.errors import UserInputError
+from evals.scorers.base import Scorer
 
 __all__ = ["Scorer", "UnknownScorerError", "get_scorer", "list_registered", "register"]
 
 _REGISTRY: dict[str, tuple[str, str]] = {
-    "precomputed": ("router_training.scorers.precomputed", "PrecomputedScorer"),
-    "exact-match": ("router_training.scorers.exact_match", "ExactMatchScorer"),
-    "unit-tests": ("router_training.scorers.unit_tests", "UnitTestScorer"),
-    "llm-judge": ("router_training.scorers.llm_judge", "LLMJudgeScorer"),
+    "precomputed": ("evals.scorers.precomputed", "PrecomputedScorer"),
+    "exact-match": ("evals.scorers.exact_match", "ExactMatchScorer"),
+    "unit-tests": ("evals.scorers.unit_tests", "UnitTestScorer"),
+    "llm-judge": ("evals.scorers.llm_judge", "LLMJudgeScorer"),
 }
 
 
-class UnknownScorerError(ValueError):
+class UnknownScorerError(UserInputError, ValueError):
     """A scorer name that is not registered; the message lists the names that are."""
 
 
