@@ -7,7 +7,7 @@ category probabilities, so the category map is the special case where only the c
 
 The choice rule keeps the router honest against the best single expert:
 
-    utility(e) = predicted(e) - lam * cost(e) / max cost  (+ margin for the best single expert)
+    utility(e) = predicted(e) - lam * cost(e) / max cost  (- margin, for a switch made for quality)
 
 The margin is the predicted gain a switch must beat, tuned by cross-validation at training time (a
 large margin means the predictor did not earn its switches: the router stays on the best single
@@ -54,17 +54,30 @@ class ScorePredictor:
         return ScorePredictor(self.weights[:, columns], self.bias[columns], tuple(experts))
 
 
+def penalties(costs: np.ndarray, lam: float, margin: float, best: int) -> np.ndarray:
+    """What each expert's predicted score must overcome besides its price: the margin, for every
+    switch made for quality. At a price (lam > 0) a switch to a cheaper expert is made for cost, and
+    the price already weighs it; a margin there would keep the best single expert until the price
+    is high enough to move every prompt at once."""
+    costs = np.asarray(costs, dtype=np.float64)
+    penalty = np.full(len(costs), float(margin))
+    if lam > 0:
+        penalty[costs < costs[best]] = 0.0
+    penalty[best] = 0.0
+    return penalty
+
+
 def choose(predicted: np.ndarray, costs: np.ndarray, lam: float, margin: float, best: int) -> np.ndarray:
     """Index of the chosen expert per row of `predicted` ([prompts, experts]); `costs` are relative
     (the most expensive is 1). The training-time calibration and the server both call this, so the
     operating points in the artifact are exactly what the server does."""
-    utility = np.asarray(predicted, dtype=np.float64) - lam * np.asarray(costs, dtype=np.float64)[None, :]
-    utility[:, best] += margin
+    costs = np.asarray(costs, dtype=np.float64)
+    utility = np.asarray(predicted, dtype=np.float64) - lam * costs[None, :] - penalties(costs, lam, margin, best)[None, :]
     return utility.argmax(axis=1)
 
 
 def preference_order(predicted_row: np.ndarray, costs: np.ndarray, lam: float, margin: float, best: int) -> list[int]:
     """Every expert for one prompt, the chosen one first: the order fallbacks follow."""
-    utility = np.asarray(predicted_row, dtype=np.float64) - lam * np.asarray(costs, dtype=np.float64)
-    utility[best] += margin
+    costs = np.asarray(costs, dtype=np.float64)
+    utility = np.asarray(predicted_row, dtype=np.float64) - lam * costs - penalties(costs, lam, margin, best)
     return [int(j) for j in np.argsort(-utility, kind="stable")]

@@ -104,3 +104,14 @@ def test_serving_a_subset_keeps_the_predictor_columns_in_step(tmp_path: Path) ->
     served = artifact.restricted_to({"general", "tiny"})
     router = CategoryRouter(served, classifier, WordCountEmbedder(), predictor.restricted_to(served.predictor["experts"]))
     assert router.decide([{"role": "user", "content": "code code code"}]).expert == "general"
+
+
+def test_the_margin_guards_quality_switches_not_cost_savings() -> None:
+    predicted = np.array([[0.50, 0.49], [0.90, 0.20]])  # expert 1 is cheap
+    costs = np.array([1.0, 0.1])
+    never = 1e3  # a margin that forbids every switch made for quality
+    assert choose(predicted, costs, 0.0, never, best=0).tolist() == [0, 0]
+    # A modest price still moves the prompt where the cheap expert is predicted to lose little.
+    assert choose(predicted, costs, 0.1, never, best=0).tolist() == [1, 0]
+    # A switch to an expert that is not cheaper still has to beat the margin.
+    assert choose(np.array([[0.5, 0.9]]), np.array([1.0, 1.0]), 0.1, never, best=0).tolist() == [0]
