@@ -79,6 +79,38 @@ class RemoteExpert(StrictModel):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
+class RetryPolicy(StrictModel):
+    """Retries of one expert for failures that can succeed on retry (429, 5xx, unreachable, timeout);
+    a request error (context length, content filter, bad parameters) is never retried."""
+
+    max_retries: int = Field(2, ge=0, description="Attempts after the first, on the same expert.")
+    backoff_s: float = Field(0.25, ge=0, description="First backoff; doubles per retry, with full jitter.")
+    backoff_max_s: float = Field(4.0, ge=0, description="Longest backoff between two attempts.")
+    retry_after_cap_s: float = Field(
+        10.0, ge=0, description="An upstream Retry-After up to this is honoured; a longer one moves on to a fallback "
+        "(or answers 429 with it) instead of holding the request.",
+    )
+    deadline_s: float = Field(
+        30.0, gt=0, description="No new attempt on this expert starts after this long: a silent upstream costs about "
+        "one timeout, not one per retry.",
+    )
+
+
+class BreakerPolicy(StrictModel):
+    """A circuit breaker per expert, shared by every ingress replica through the state store."""
+
+    failures: int = Field(5, ge=1, description="Failures (5xx, unreachable, timeout) in one window that open it.")
+    window_s: float = Field(30.0, gt=0, description="Length of the counting window.")
+    open_s: float = Field(15.0, gt=0, description="How long it stays open before one half-open probe is let through.")
+
+
+class StreamTimeouts(StrictModel):
+    """Bounds on a streaming answer, enforced at CoE's door for every kind of expert."""
+
+    first_token_s: float = Field(30.0, gt=0, description="From the request to the first piece of the answer.")
+    stall_s: float = Field(30.0, gt=0, description="Longest silence between two pieces.")
+
+
 class ScalingOptions(StrictModel):
     """Ray Serve autoscaling of a local expert's replicas from queue depth (ongoing requests per replica)."""
 
@@ -125,6 +157,13 @@ class ExpertConfig(StrictModel):
     optional: bool = Field(
         False, description="Serve it when its weights exist, else skip it with a warning (experts built by `make experts`)."
     )
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Experts that answer, in order, when this one cannot (after its retries); "
+        "a stream cut mid-answer is continued on them.",
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
+    timeouts: StreamTimeouts = Field(default_factory=StreamTimeouts)
     cost_per_mtok: float | None = Field(
         None, ge=0, description="Price in $ per million input tokens the router weighs against quality (default: "
         "LiteLLM's price map for a remote model it knows, else from the active parameters: see coe/experts/costs.py).",
@@ -268,6 +307,10 @@ class CoEConfig(StrictModel):
             if expert.id == "coe" or expert.id.startswith("coe:"):
                 raise ValueError(f"expert id '{expert.id}' is reserved for automatic routing")
             seen.add(expert.id)
+        for expert in self.experts:
+            for fallback in expert.fallbacks:
+                if fallback not in seen or fallback == expert.id:
+                    raise ValueError(f"expert '{expert.id}': fallback '{fallback}' is not another expert of this config")
         pooled: set[str] = set()
         for pool in self.pools:
             for expert_id in pool.experts:

@@ -114,6 +114,9 @@ class GenerationRequest:
     request_id: str
     messages: tuple[dict[str, str], ...]
     sampling: SamplingSettings
+    continue_final: bool = False
+    """The last message is a partial assistant answer to continue, not a finished turn (a stream
+    resumed on another expert after its first one failed mid-answer)."""
 
     @classmethod
     def from_wire(cls, req: ChatCompletionRequest, request_id: str) -> "GenerationRequest":

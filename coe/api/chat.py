@@ -1,8 +1,10 @@
 """The chat-completions service: model name -> expert, wire request -> expert call -> wire response.
 
-Streaming pulls the first piece from the expert before the HTTP status is sent, so a request the
-expert refuses (an oversized prompt, say) still gets a proper 4xx instead of a 200 with a broken
-stream. Errors after the first byte are sent as an SSE error event followed by `[DONE]`.
+Every call goes through the expert's failover chain (coe.failover: retries, breaker, fallbacks, the
+router's next choices). Streaming pulls the first piece before the HTTP status is sent, so a request
+every expert refuses (an oversized prompt, say) still gets a proper 4xx instead of a 200 with a broken
+stream. A failure after the first byte is continued on the chain; if nothing can continue, the stream
+ends with finish_reason "incomplete", an SSE error event and `[DONE]`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from coe.api.errors import validation_to_error
 from coe.api.state import ApiState
 from coe.errors import CoEError, InvalidRequest, ModelNotFound
 from coe.experts.base import ExpertBackend
+from coe.failover.caller import Attempts
 from coe.routing.knobs import is_routing_model
 from coe.routing.router import RoutingDecision
 from coe.protocol import (
@@ -31,6 +34,7 @@ from coe.protocol import (
 )
 
 log = logging.getLogger(__name__)
+INCOMPLETE = "incomplete"  # finish_reason of an answer cut short that no expert could continue
 
 
 def parse_request(raw: bytes) -> ChatCompletionRequest:
@@ -70,12 +74,14 @@ async def choose_expert(
     return decision.expert, decision
 
 
-def routing_headers(expert_id: str, decision: RoutingDecision | None) -> dict[str, str]:
+def routing_headers(expert_id: str, decision: RoutingDecision | None, attempts: Attempts | None = None) -> dict[str, str]:
     headers = {"x-coe-expert": expert_id}
     if decision is not None:
         headers["x-coe-category"] = decision.category
         headers["x-coe-confidence"] = f"{decision.confidence:.4f}"
         headers["x-coe-fallback"] = str(decision.fallback).lower()
+    if attempts is not None and attempts.failed:
+        headers["x-coe-failed-attempts"] = ",".join(f"{e}:{err.status_code}" for e, err in attempts.failed)
     return headers
 
 
@@ -84,51 +90,61 @@ def _sse(payload: dict | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
+def _metadata(decision: RoutingDecision | None, attempts: Attempts) -> dict:
+    coe = decision.to_metadata() if decision else {}
+    if attempts.failed or decision:
+        coe.update(attempts.to_metadata())
+    return {"coe": coe} if coe else {}
+
+
 async def complete(
     state: ApiState, req: ChatCompletionRequest, conversation_id: str | None = None
 ) -> JSONResponse | StreamingResponse:
     generation = GenerationRequest.from_wire(req, request_id=f"coe-{uuid.uuid4().hex}")
     expert_id, decision = await choose_expert(state, req, generation.messages, conversation_id)
-    expert = resolve_expert(state, expert_id)
-    ids = CompletionIds(model=expert_id)
-    headers = routing_headers(expert_id, decision)
-    metadata = {"coe": decision.to_metadata()} if decision else {}
+    resolve_expert(state, expert_id)
+    caller = state.caller()
+    chain = caller.chain(expert_id, decision.ranking if decision else ())
+    attempts = Attempts()
     if not req.stream:
-        result = await expert.chat(generation)
-        return JSONResponse({**completion_body(ids, result), **metadata}, headers=headers)
+        answered_by, result = await caller.complete(chain, generation, attempts)
+        body = {**completion_body(CompletionIds(model=answered_by), result), **_metadata(decision, attempts)}
+        return JSONResponse(body, headers=routing_headers(answered_by, decision, attempts))
 
-    pieces = expert.chat_stream(generation).__aiter__()
-    first = await pieces.__anext__()  # raises here, before any byte is sent, if the expert refuses
+    # The first piece is awaited before any byte is sent: a request every expert refuses still gets a 4xx.
+    answered_by, first, rest = await caller.open_stream(chain, generation, attempts)
+    pieces = caller.stream(chain, generation, answered_by, first, rest, attempts)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return StreamingResponse(
-        _sse_events(ids, first, pieces, include_usage, metadata),
+        _sse_events(CompletionIds(model=answered_by), pieces, include_usage, decision, attempts),
         media_type="text/event-stream",
-        headers={**headers, "cache-control": "no-cache"},
+        headers={**routing_headers(answered_by, decision, attempts), "cache-control": "no-cache"},
     )
 
 
 async def _sse_events(
     ids: CompletionIds,
-    first: GenerationDelta,
-    rest: AsyncIterator[GenerationDelta],
+    pieces: AsyncIterator[GenerationDelta],
     include_usage: bool,
-    metadata: dict,
+    decision: RoutingDecision | None,
+    attempts: Attempts,
 ) -> AsyncIterator[bytes]:
-    yield _sse({**chunk_body(ids, {"role": "assistant", "content": ""}), **metadata})
-    delta: GenerationDelta | None = first
+    yield _sse({**chunk_body(ids, {"role": "assistant", "content": ""}), **_metadata(decision, attempts)})
     try:
-        while delta is not None:
+        async for delta in pieces:
+            if delta.text:
+                yield _sse(chunk_body(ids, {"content": delta.text}))
             if delta.finish_reason is not None:
-                if delta.text:
-                    yield _sse(chunk_body(ids, {"content": delta.text}))
-                yield _sse(chunk_body(ids, {}, delta.finish_reason, delta.usage))
+                final = chunk_body(ids, {}, delta.finish_reason, delta.usage)
+                if len(attempts.served_by) > 1 or attempts.failed:  # name every expert that served this answer
+                    final.update(_metadata(None, attempts))
+                yield _sse(final)
                 if include_usage and delta.usage is not None:
                     yield _sse(chunk_body(ids, {}, usage=delta.usage, with_choice=False))
                 break
-            if delta.text:
-                yield _sse(chunk_body(ids, {"content": delta.text}))
-            delta = await anext(rest, None)
     except CoEError as err:
+        # Nothing could finish the answer: say so, so a cut answer never looks complete.
         log.warning("stream %s ended by error: %s", ids.id, err.message)
+        yield _sse({**chunk_body(ids, {}, INCOMPLETE), **_metadata(None, attempts)})
         yield _sse(err.to_body())
     yield _sse("[DONE]")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from coe.config import ServerConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
+from coe.failover.caller import FailoverCaller
 from coe.routing.service import RoutingService
 
 
@@ -18,6 +19,14 @@ class ApiState:
     router: RoutingService | None = None
     swap_status: Callable[[], Awaitable[dict[str, dict]]] | None = None
     """Every engine slot's `describe()` (hot expert, tiers, queue, swap counters), when pools exist."""
+    failover: FailoverCaller | None = None
+    """Retries, fallbacks and breakers per expert (the ingress builds it from coe.yaml); None: the
+    defaults (retries and breakers, no fallbacks), made on first use."""
+
+    def caller(self) -> FailoverCaller:
+        if self.failover is None:
+            self.failover = FailoverCaller(self.experts)
+        return self.failover
 
     async def tiers(self) -> dict[str, str]:
         """expert id -> hot/warm/cold/unbuilt for pooled experts (the hot slot wins over other slots)."""

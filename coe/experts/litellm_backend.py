@@ -145,4 +145,7 @@ class LiteLLMBackend(ExpertBackend):
                     yield GenerationDelta(text=choice.delta.content)
         except Exception as err:
             raise translate_error(err, self.expert_id) from None
-        yield GenerationDelta(text="", finish_reason=finish or "stop", usage=usage or Usage(0, 0))
+        if finish is None:  # the upstream closed the stream early (no finish_reason, e.g. no [DONE])
+            raise UpstreamError(f"remote expert '{self.expert_id}': the stream ended before the answer finished",
+                                code="stream_incomplete")
+        yield GenerationDelta(text="", finish_reason=finish, usage=usage or Usage(0, 0))

@@ -16,8 +16,11 @@ from coe.config import PromptFormat
 COMPLETION_STOPS: tuple[str, ...] = ("\nQ:",)
 
 
-def render_completion(messages: Sequence[dict[str, str]]) -> str:
+def render_completion(messages: Sequence[dict[str, str]], continue_final: bool = False) -> str:
     lines: list[str] = []
+    if continue_final and messages and messages[-1]["role"] == "assistant":
+        # The partial answer is continued as it stands: not stripped, no new "A:" after it.
+        return render_completion(messages[:-1]) + " " + messages[-1]["content"].lstrip()
     for message in messages:
         role, content = message["role"], message["content"].strip()
         if role in ("system", "developer"):
@@ -30,9 +33,16 @@ def render_completion(messages: Sequence[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]], fmt: PromptFormat) -> str:
+def render_prompt(tokenizer: Any, messages: Sequence[dict[str, str]], fmt: PromptFormat,
+                  continue_final: bool = False) -> str:
+    """`continue_final`: the last message is a partial assistant answer the model continues (the
+    template leaves that turn open instead of closing it and starting a new one)."""
     if fmt is PromptFormat.completion:
-        return render_completion(messages)
+        return render_completion(messages, continue_final)
+    if continue_final and messages and messages[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=False, continue_final_message=True
+        )
     return tokenizer.apply_chat_template(
         [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
     )

@@ -95,7 +95,7 @@ class VLLMBackend(ExpertBackend):
 
     def encode(self, request: GenerationRequest) -> tuple[list[int], int]:
         """Token ids of the rendered prompt and the completion budget; refuses what cannot fit."""
-        text = render_prompt(self._tokenizer, request.messages, self.prompt_format)
+        text = render_prompt(self._tokenizer, request.messages, self.prompt_format, request.continue_final)
         # Chat templates write their own special tokens; a plain transcript needs the tokenizer's BOS.
         add_special = self.prompt_format is PromptFormat.completion
         ids = self._tokenizer.encode(text, add_special_tokens=add_special)

@@ -14,6 +14,7 @@ from coe.api.state import ApiState
 from coe.config import CoEConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
 from coe.experts.litellm_backend import LiteLLMBackend
+from coe.failover.caller import FailoverCaller
 from coe.serve.handle_client import ServeHandleClient
 from coe.serve.pool_client import PooledExpertClient, describe_slots
 from coe.swap.metrics import render_prometheus
@@ -47,7 +48,8 @@ class Ingress:
                 store=self.shared.store, affinity_ttl_s=config.state.affinity_ttl_s,
             )
         self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router,
-                              swap_status=self.swap_status if self.pools else None)
+                              swap_status=self.swap_status if self.pools else None,
+                              failover=FailoverCaller.from_config(config, experts, self.shared.store))
 
     async def swap_metrics(self) -> str:
         status = await self.swap_status()

@@ -64,6 +64,32 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.log.record(body)
         model = body.get("model", "upstream")
         text = self.server.answer
+        with self.server.log.lock:
+            self.server.counts[model] = count = self.server.counts.get(model, 0) + 1
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "assistant" and text.startswith(messages[-1].get("content", "")):
+            text = text[len(messages[-1]["content"]):]  # a provider that accepts an assistant prefill continues it
+        behaviour = self.server.behaviours.get(model, "")
+        kind, _, arg = behaviour.partition(":")
+        if kind == "reset":  # close the TCP connection with RST, no HTTP answer
+            import socket
+            import struct
+
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
+        if kind == "silent":
+            time.sleep(float(arg or 60))
+            self.close_connection = True
+            return
+        if kind == "slow-first":
+            time.sleep(float(arg))
+        failing = (kind == "fail-once" and count == 1) or (kind == "fail-first" and count <= int(arg.split("/")[1])) \
+            or (kind == "flap" and (count - 1) % int(arg.split("/")[1]) < int(arg.split("/")[0]))
+        if failing:
+            status = int(arg.split("/")[0]) if kind != "flap" else 503
+            self._json(status, {"error": {"message": f"injected {status}", "type": "error", "param": None, "code": None}})
+            return
         if model in self.server.faults:  # an OpenAI-style error, chosen by model name
             status, code, message, *headers = self.server.faults[model]
             self._json(status, {"error": {"message": message, "type": "error", "param": None, "code": code}},
@@ -74,10 +100,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("content-type", "text/event-stream")
             self.send_header("connection", "close")
             self.end_headers()
-            for word in text.split(" "):
-                self._event(chunk_body(model, {"content": word + " "}))
+            words = [w + " " for w in text.split(" ") if w]
+            for i, word in enumerate(words):
+                if kind == "cut-after" and i == int(arg):
+                    self.close_connection = True
+                    return  # the connection closes mid-answer: no finish_reason, no [DONE]
+                if kind == "stall-after" and i == int(arg):
+                    time.sleep(60)
+                    self.close_connection = True
+                    return
+                if kind == "malformed" and i == int(arg or 1):
+                    self.wfile.write(b"data: {not json\n\n")
+                    self.wfile.flush()
+                self._event(chunk_body(model, {"content": word}))
             self._event(chunk_body(model, {}, "stop"))
-            self.wfile.write(b"data: [DONE]\n\n")
+            if kind != "no-done":
+                self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
             self.close_connection = True
             return
@@ -95,23 +133,45 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):  # a client that hung up
+            super().handle_error(request, client_address)
     log: UpstreamLog
     answer: str
     models: list[str]
     faults: dict[str, tuple]
+    behaviours: dict[str, str]
+    counts: dict[str, int]
 
 
 class OpenAIUpstream:
     """`with OpenAIUpstream(answer="...") as up:` -> `up.base_url`, `up.log.requests`."""
 
     def __init__(self, answer: str = "hello from upstream", models: list[str] | None = None,
-                 faults: dict[str, tuple] | None = None) -> None:
-        """`faults`: model name -> (HTTP status, error code, message[, headers]) answered instead of a completion."""
+                 faults: dict[str, tuple] | None = None, behaviours: dict[str, str] | None = None) -> None:
+        """`faults`: model name -> (HTTP status, error code, message[, headers]) answered instead of a completion.
+        `behaviours`: model name -> how that model misbehaves:
+          reset              the TCP connection is reset, no HTTP answer
+          silent[:S]         no answer for S seconds (default 60)
+          slow-first:S       the answer starts after S seconds
+          fail-once:STATUS   the first request gets STATUS, later ones an answer
+          fail-first:STATUS/N  the first N requests get STATUS
+          flap:F/P           of every P requests the first F get 503 (a primary that flaps)
+          cut-after:N        a stream closes after N words (no finish_reason, no [DONE])
+          stall-after:N      a stream goes silent after N words
+          malformed[:N]      an unparseable chunk before word N
+          no-done            a stream ends without [DONE]
+        An assistant message last in the request whose text starts the answer is continued (prefill)."""
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.log = UpstreamLog()
         self._server.answer = answer
         self._server.models = list(models or [])
         self._server.faults = dict(faults or {})
+        self._server.behaviours = dict(behaviours or {})
+        self._server.counts = {}
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

@@ -8,9 +8,10 @@ from fastapi.testclient import TestClient
 
 from coe.api.app import build_app
 from coe.api.state import ApiState
-from coe.config import RemoteExpert, ServerConfig
+from coe.config import RemoteExpert, RetryPolicy, ServerConfig
 from coe.experts.base import ExpertInfo
 from coe.experts.litellm_backend import LiteLLMBackend
+from coe.failover.caller import ExpertPolicy, FailoverCaller
 from tests.harness.openai_upstream import OpenAIUpstream
 
 FAULTS = {
@@ -26,7 +27,11 @@ def client():
     with OpenAIUpstream(faults=FAULTS) as upstream:
         experts = {name: LiteLLMBackend(name, RemoteExpert(model=f"openai/{name}", api_base=upstream.base_url))
                    for name in FAULTS}
-        state = ApiState(server=ServerConfig(), experts=experts, infos={n: ExpertInfo(n, "remote") for n in FAULTS})
+        # No retries of CoE's own here: these tests check what one upstream error becomes (tests/unit/failover
+        # checks the retry policy).
+        once = {n: ExpertPolicy(retry=RetryPolicy(max_retries=0)) for n in FAULTS}
+        state = ApiState(server=ServerConfig(), experts=experts, infos={n: ExpertInfo(n, "remote") for n in FAULTS},
+                         failover=FailoverCaller(experts, once))
         with TestClient(build_app(state)) as test_client:
             yield test_client, upstream
 
