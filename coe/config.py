@@ -207,6 +207,15 @@ class ServerConfig(StrictModel):
         None, ge=1, description="Requests per API key (Authorization bearer) per window; none: unlimited."
     )
     rate_limit_window_s: float = Field(60.0, gt=0, description="Length of a rate-limit window (fixed windows).")
+    api_keys: list[str] = Field(
+        default_factory=list, description="sha256 hashes of the API keys that may call /v1 (`coe keys new`); also "
+        "api_keys_file, env COE_API_KEYS and, with api_keys_in_store, the state store's hash `apikeys`.",
+    )
+    api_keys_file: Path | None = Field(None, description="A secrets file of key hashes, one per line.")
+    api_keys_in_store: bool = Field(False, description="Also accept the hashes in the state store (shared by replicas).")
+    allow_unauthenticated: bool = Field(
+        False, description="Serve a non-loopback address without API keys (`coe serve --allow-unauthenticated`).",
+    )
 
 
 class RouterConfig(StrictModel):

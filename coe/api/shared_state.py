@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from coe.api.auth import InvalidApiKey, KeyRing, configured_hashes
 from coe.api.errors import error_response
 from coe.api.ratelimit import RateLimiter, RateLimitExceeded, api_key_of
-from coe.config import CoEConfig
+from coe.config import CoEConfig, ConfigError
 from coe.state.factory import backend_name, open_store
 from coe.state.store import StateStore
 
@@ -44,6 +45,7 @@ def node_id() -> str:
 class SharedState:
     store: StateStore
     limiter: RateLimiter | None = None
+    keys: KeyRing | None = None
     node: str = field(default_factory=node_id)
     rejected: int = 0
     _pending: set[asyncio.Task] = field(default_factory=set, repr=False)
@@ -55,7 +57,12 @@ class SharedState:
         limiter = None
         if config.server.rate_limit_requests is not None:
             limiter = RateLimiter(store, config.server.rate_limit_requests, config.server.rate_limit_window_s)
-        return cls(store, limiter)
+        try:
+            hashes = configured_hashes(config.server.api_keys, config.server.api_keys_file)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"API keys: {err}") from None
+        keys = KeyRing(hashes, store, config.server.api_keys_in_store)
+        return cls(store, limiter, keys if keys.enabled else None)
 
     def _headers(self) -> dict[str, str]:
         return {"x-coe-node": self.node, "x-coe-state": backend_name(self.store)}
@@ -68,6 +75,13 @@ class SharedState:
     def install(self, app: FastAPI, experts: list[str]) -> None:
         @app.middleware("http")
         async def _shared_state(request: Request, call_next) -> Response:
+            if self.keys is not None and request.url.path.startswith("/v1/"):
+                try:
+                    await self.keys.check(request.headers.get("authorization"))
+                except InvalidApiKey as err:
+                    response = error_response(err)
+                    response.headers.update(self._headers())
+                    return response
             if self.limiter is not None and request.method == "POST" and request.url.path.startswith("/v1/"):
                 try:
                     await self.limiter.check(api_key_of(request.headers.get("authorization")))

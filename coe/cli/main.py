@@ -32,12 +32,34 @@ def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to listen on (default: from config).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port to listen on (default: from config).")] = None,
     redis_url: Annotated[Optional[str], typer.Option(help="Share state through this Redis (default: state.redis_url).")] = None,
+    allow_unauthenticated: Annotated[bool, typer.Option("--allow-unauthenticated", help="Serve a non-loopback address without API keys.")] = False,
 ) -> None:
     """Serve the experts of a coe.yaml behind one OpenAI-compatible endpoint (local Ray)."""
     with fail_cleanly():
         from coe.cli.serve_cmd import run_serve
 
-        run_serve(config, host, port, redis_url)
+        run_serve(config, host, port, redis_url, allow_unauthenticated)
+
+
+keys_app = typer.Typer(help="API keys: CoE stores only their sha256.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new() -> None:
+    """Print a new API key (give it to the client) and its hash (put it in server.api_keys)."""
+    from coe.api.auth import new_key
+
+    key, digest = new_key()
+    typer.echo(f"key:  {key}\nhash: {digest}")
+
+
+@keys_app.command("hash")
+def keys_hash(key: Annotated[str, typer.Argument(help="An existing key, to configure it by hash.")]) -> None:
+    """The hash to configure for an existing key."""
+    from coe.api.auth import hash_key
+
+    typer.echo(hash_key(key))
 
 
 @app.command()

@@ -12,7 +12,24 @@ from coe.models.resolve import resolve_checkpoint, without_missing_optional
 console = Console(stderr=True)
 
 
-def run_serve(config_path: Path | None, host: str | None, port: int | None, redis_url: str | None = None) -> None:
+def refuse_open_door(config) -> None:
+    """Keyless serving is for loopback: another address needs keys or an explicit opt-out."""
+    from coe.api.auth import configured_hashes, is_loopback
+    from coe.cli.errors import UsageError
+
+    server = config.server
+    if is_loopback(server.host) or server.allow_unauthenticated or server.api_keys_in_store:
+        return
+    if not configured_hashes(server.api_keys, server.api_keys_file):
+        raise UsageError(
+            f"refusing to serve {server.host} without API keys: anyone who can reach it could use every expert. "
+            "Create one with `coe keys new` and put its hash in server.api_keys (or COE_API_KEYS), "
+            "or pass --allow-unauthenticated"
+        )
+
+
+def run_serve(config_path: Path | None, host: str | None, port: int | None, redis_url: str | None = None,
+              allow_unauthenticated: bool = False) -> None:
     config = load_config(config_path)
     if redis_url is not None:
         config.state.redis_url = redis_url
@@ -20,6 +37,8 @@ def run_serve(config_path: Path | None, host: str | None, port: int | None, redi
         config.server.host = host
     if port is not None:
         config.server.port = port
+    config.server.allow_unauthenticated |= allow_unauthenticated
+    refuse_open_door(config)
     config, skipped = without_missing_optional(config)
     for reason in skipped.values():
         console.print(f"[yellow]skipping optional[/] {reason}")

@@ -6,9 +6,11 @@ from `app.state` rather than from module globals, and the same `build_app` runs 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from coe.api.app import build_app
+from coe.api.auth import is_loopback
 from coe.api.shared_state import SharedState
 from coe.api.state import ApiState
 from coe.config import CoEConfig
@@ -20,12 +22,18 @@ from coe.serve.pool_client import PooledExpertClient, describe_slots
 from coe.swap.metrics import render_prometheus
 from coe.swap.placement import Placement
 
+log = logging.getLogger(__name__)
+
 
 class Ingress:
     def __init__(
         self, config: CoEConfig, infos: list[ExpertInfo], handles: dict[str, Any], pools: dict[str, dict[str, Any]] | None = None
     ) -> None:
-        self.shared = SharedState.for_config(config)  # store (Redis or in-process), rate limits, stats
+        self.shared = SharedState.for_config(config)  # store (Redis or in-process), rate limits, keys, stats
+        if self.shared.keys is None and not is_loopback(config.cluster.http_host) and not config.server.allow_unauthenticated:
+            log.warning("the cluster's HTTP proxy binds %s and no API key is configured: anyone who reaches it can use "
+                        "every expert (set server.api_keys, or server.allow_unauthenticated: true to silence this)",
+                        config.cluster.http_host)
         self.pools = pools or {}
         experts: dict[str, ExpertBackend] = {}
         for pool_id, slots in self.pools.items():
