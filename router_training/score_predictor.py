@@ -28,6 +28,7 @@ ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 # predicted quality alone" (a price can still move cheap prompts).
 MARGINS_SD = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 1e3)
 N_FOLDS = 5
+STANDARD_ERRORS = 1.0  # how far above noise an out-of-fold gain must be for a switch rule to be kept
 
 
 def features(vectors: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -90,7 +91,7 @@ def lower_bound(gains: np.ndarray) -> float:
     gains = gains[np.isfinite(gains)]
     if len(gains) < 2:
         return float("-inf")
-    return float(gains.mean() - gains.std(ddof=1) / np.sqrt(len(gains)))
+    return float(gains.mean() - STANDARD_ERRORS * gains.std(ddof=1) / np.sqrt(len(gains)))
 
 
 def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[str], seed: int,

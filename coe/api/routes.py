@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from coe.api.chat import complete, parse_request
 from coe.api.state import ApiState
@@ -36,8 +36,19 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
     state = _state(request)
-    raw = await _read_limited(request, state.server.max_request_bytes)
-    return await complete(state, parse_request(raw), request.headers.get("x-coe-conversation-id"))
+    gate = state.admission()
+    gate.enter()
+    try:
+        raw = await _read_limited(request, state.server.max_request_bytes)
+        response = await complete(state, parse_request(raw), request.headers.get("x-coe-conversation-id"))
+    except BaseException:
+        gate.leave()
+        raise
+    if isinstance(response, StreamingResponse):
+        response.body_iterator = gate.hold_while(response.body_iterator)
+    else:
+        gate.leave()
+    return response
 
 
 def _model_card(info: ExpertInfo, tier: str | None = None) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from coe.api.admission import AdmissionGate
 from coe.config import ServerConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
 from coe.failover.caller import FailoverCaller
@@ -22,6 +23,13 @@ class ApiState:
     failover: FailoverCaller | None = None
     """Retries, fallbacks and breakers per expert (the ingress builds it from coe.yaml); None: the
     defaults (retries and breakers, no fallbacks), made on first use."""
+
+    gate: AdmissionGate | None = None
+
+    def admission(self) -> AdmissionGate:
+        if self.gate is None:
+            self.gate = AdmissionGate(self.server.ingress_max_ongoing_requests)
+        return self.gate
 
     def caller(self) -> FailoverCaller:
         if self.failover is None:

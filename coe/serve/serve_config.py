@@ -62,7 +62,9 @@ def ingress_options(config: CoEConfig) -> dict[str, Any]:
     options: dict[str, Any] = {
         "name": INGRESS_NAME,
         "num_replicas": config.cluster.ingress_replicas,
-        "max_ongoing_requests": config.server.ingress_max_ongoing_requests,
+        # Twice the app's own admission limit (coe.api.admission): the excess gets a 503 from the app at
+        # once instead of waiting in Serve's proxy queue.
+        "max_ongoing_requests": 2 * config.server.ingress_max_ongoing_requests,
         "ray_actor_options": {"num_cpus": INGRESS_CPUS},
     }
     if config.cluster.ingress_max_replicas_per_node is not None:
