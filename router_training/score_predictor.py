@@ -96,7 +96,8 @@ def lower_bound(gains: np.ndarray) -> float:
 
 def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[str], seed: int,
                      groups: Sequence[str] | None = None) -> PredictorChoice:
-    """Ridge strength and margin by cross-validation on the training rows, maximising the lower bound
+    """Ridge strength by cross-validation on the training rows (the out-of-fold error of each expert's
+    predicted score difference to the best single expert), then the margin maximising the lower bound
     of the out-of-fold gain over the best single expert; never switching (the largest margin) wins
     every tie."""
     n = len(x)
@@ -107,7 +108,9 @@ def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[
     if len(parts) < 2 or full.sum() < 2:
         return PredictorChoice(ALPHAS[-1], never, float("nan"), float("nan"), len(parts))
     rows = np.arange(n)
-    results: list[tuple[float, float, float, float]] = []  # (bound, margin, alpha, quality)
+    # The ridge strength that best predicts each expert's score difference to the best single expert
+    # (what the rule compares); then the margin on that strength's out-of-fold predictions.
+    fitted: list[tuple[float, float, np.ndarray]] = []  # (error, alpha, out-of-fold predictions)
     for alpha in ALPHAS:
         oof = np.zeros_like(y, dtype=np.float64)
         for part in parts:
@@ -115,12 +118,16 @@ def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[
             mask[part] = False
             model = fit_ridge(x[mask], y[mask], alpha, experts)
             oof[part] = np.nan_to_num(model.predict(x[part], np.zeros((len(part), 0))), nan=-np.inf)
-        for m in MARGINS_SD:
-            picks = choose(oof, np.zeros(y.shape[1]), 0.0, m * sd, best)
-            gains = np.where(full, y[rows, picks] - y[:, best], np.nan)
-            bound = 0.0 if m == MARGINS_SD[-1] else lower_bound(gains)
-            results.append((bound, m, alpha, mean_picked(y, picks)))
-    bound, m, alpha, quality = max(results, key=lambda r: (round(r[0], 12), r[1], r[2]))
+        error = np.nanmean(((oof - oof[:, [best]]) - (y - y[:, [best]]))[full] ** 2)
+        fitted.append((float(error) if np.isfinite(error) else np.inf, alpha, oof))
+    _, alpha, oof = min(fitted, key=lambda f: (f[0], -f[1]))
+    results: list[tuple[float, float, float]] = []  # (bound, margin in sd, quality)
+    for m in MARGINS_SD:
+        picks = choose(oof, np.zeros(y.shape[1]), 0.0, m * sd, best)
+        gains = np.where(full, y[rows, picks] - y[:, best], np.nan)
+        bound = 0.0 if m == MARGINS_SD[-1] else lower_bound(gains)
+        results.append((bound, m, mean_picked(y, picks)))
+    bound, m, quality = max(results, key=lambda r: (round(r[0], 12), r[1]))
     return PredictorChoice(alpha, m * sd, quality, mean_picked(y, np.full(n, best)), len(parts))
 
 
