@@ -10,7 +10,7 @@ Three steps, each on data the next one does not see:
   report      on the held-out rows (router_training.curve_report)
 
 Why ridge: on the AlpacaEval matrix and the local experts, kNN regression and ridge were within noise
-of each other (bench/pref_loso.py), and ridge is two small arrays to ship, where kNN would ship every
+of each other in a leave-one-source-out probe on AlpacaEval, and ridge is two small arrays to ship, where kNN would ship every
 training embedding and cost a matrix product against all of them per request.
 """
 
