@@ -65,7 +65,7 @@ def keys_hash(key: Annotated[str, typer.Argument(help="An existing key, to confi
 @app.command()
 def route(
     prompt: Annotated[Optional[str], typer.Argument(help="The prompt to route (or --input FILE).")] = None,
-    model: Annotated[str, typer.Option(help="Routing knob: coe, coe:quality|balanced|cheap, coe:<threshold>.")] = "coe",
+    model: Annotated[str, typer.Option(help="Routing knob: coe, coe:quality|balanced|cheap, coe:budget-B, coe:<threshold>.")] = "coe",
     router: Annotated[Optional[Path], typer.Option(help="Router artifact folder (default: router.artifact of --config).")] = None,
     config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the decision as one JSON object.")] = False,
