@@ -32,10 +32,14 @@ def env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def mt_bench_run(base_url: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def mt_bench_run(base_url: str, service_config_path: tuple[Path, int],
+                 tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("eval")
+    # The service's own coe.yaml gives the parameter counts of every expert the router may pick
+    # (the test MoE is not in the bundled config).
     proc = subprocess.run(eval_cmd("mt-bench", base_url, out, "--model", "coe", "--limit", "8", "--parallel", "2",
-                                   "--max-tokens", "32", "--judge-max-tokens", "32"),
+                                   "--max-tokens", "32", "--judge-max-tokens", "32",
+                                   "--params-config", str(service_config_path[0])),
                           capture_output=True, text=True, timeout=600, env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, Path(proc.stdout.strip().splitlines()[-1])
