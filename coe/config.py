@@ -206,6 +206,10 @@ class ServerConfig(StrictModel):
     rate_limit_requests: int | None = Field(
         None, ge=1, description="Requests per API key (Authorization bearer) per window; none: unlimited."
     )
+    rate_limit_tokens: int | None = Field(
+        None, ge=1, description="Prompt + completion tokens per API key per window (a soft limit: a request "
+        "admitted under it runs to the end); none: unlimited."
+    )
     rate_limit_window_s: float = Field(60.0, gt=0, description="Length of a rate-limit window (fixed windows).")
     api_keys: list[str] = Field(
         default_factory=list, description="sha256 hashes of the API keys that may call /v1 (`coe keys new`); also "
