@@ -5,6 +5,9 @@ router's next choices). Streaming pulls the first piece before the HTTP status i
 every expert refuses (an oversized prompt, say) still gets a proper 4xx instead of a 200 with a broken
 stream. A failure after the first byte is continued on the chain; if nothing can continue, the stream
 ends with finish_reason "incomplete", an SSE error event and `[DONE]`.
+
+`charge`, when given (the per-key token budget, coe.api.shared_state), is called once with the tokens
+an answer used: right after a completion's body is built, and when a stream ends for any reason.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
@@ -29,6 +32,7 @@ from coe.protocol import (
     CompletionIds,
     GenerationDelta,
     GenerationRequest,
+    Usage,
     chunk_body,
     completion_body,
 )
@@ -98,7 +102,10 @@ def _metadata(decision: RoutingDecision | None, attempts: Attempts) -> dict:
 
 
 async def complete(
-    state: ApiState, req: ChatCompletionRequest, conversation_id: str | None = None
+    state: ApiState,
+    req: ChatCompletionRequest,
+    conversation_id: str | None = None,
+    charge: Callable[[int], None] | None = None,
 ) -> JSONResponse | StreamingResponse:
     generation = GenerationRequest.from_wire(req, request_id=f"coe-{uuid.uuid4().hex}")
     expert_id, decision = await choose_expert(state, req, generation.messages, conversation_id)
@@ -109,6 +116,8 @@ async def complete(
     if not req.stream:
         answered_by, result = await caller.complete(chain, generation, attempts)
         body = {**completion_body(CompletionIds(model=answered_by), result), **_metadata(decision, attempts)}
+        if charge is not None:
+            charge(result.usage.total_tokens)
         return JSONResponse(body, headers=routing_headers(answered_by, decision, attempts))
 
     # The first piece is awaited before any byte is sent: a request every expert refuses still gets a 4xx.
@@ -116,7 +125,7 @@ async def complete(
     pieces = caller.stream(chain, generation, answered_by, first, rest, attempts)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return StreamingResponse(
-        _sse_events(CompletionIds(model=answered_by), pieces, include_usage, decision, attempts),
+        _sse_events(CompletionIds(model=answered_by), pieces, include_usage, decision, attempts, charge),
         media_type="text/event-stream",
         headers={**routing_headers(answered_by, decision, attempts), "cache-control": "no-cache"},
     )
@@ -128,23 +137,35 @@ async def _sse_events(
     include_usage: bool,
     decision: RoutingDecision | None,
     attempts: Attempts,
+    charge: Callable[[int], None] | None = None,
 ) -> AsyncIterator[bytes]:
-    yield _sse({**chunk_body(ids, {"role": "assistant", "content": ""}), **_metadata(decision, attempts)})
+    usage: Usage | None = None
+    sent = 0  # pieces of text generated: the cost of a stream cut short before its usage came
     try:
-        async for delta in pieces:
-            if delta.text:
-                yield _sse(chunk_body(ids, {"content": delta.text}))
-            if delta.finish_reason is not None:
-                final = chunk_body(ids, {}, delta.finish_reason, delta.usage)
-                if len(attempts.served_by) > 1 or attempts.failed:  # name every expert that served this answer
-                    final.update(_metadata(None, attempts))
-                yield _sse(final)
-                if include_usage and delta.usage is not None:
-                    yield _sse(chunk_body(ids, {}, usage=delta.usage, with_choice=False))
-                break
-    except CoEError as err:
-        # Nothing could finish the answer: say so, so a cut answer never looks complete.
-        log.warning("stream %s ended by error: %s", ids.id, err.message)
-        yield _sse({**chunk_body(ids, {}, INCOMPLETE), **_metadata(None, attempts)})
-        yield _sse(err.to_body())
-    yield _sse("[DONE]")
+        yield _sse({**chunk_body(ids, {"role": "assistant", "content": ""}), **_metadata(decision, attempts)})
+        try:
+            async for delta in pieces:
+                if delta.text:
+                    sent += 1
+                    yield _sse(chunk_body(ids, {"content": delta.text}))
+                if delta.finish_reason is not None:
+                    usage = delta.usage
+                    final = chunk_body(ids, {}, delta.finish_reason, delta.usage)
+                    if len(attempts.served_by) > 1 or attempts.failed:  # name every expert that served this answer
+                        final.update(_metadata(None, attempts))
+                    yield _sse(final)
+                    if include_usage and delta.usage is not None:
+                        yield _sse(chunk_body(ids, {}, usage=delta.usage, with_choice=False))
+                    break
+        except CoEError as err:
+            # Nothing could finish the answer: say so, so a cut answer never looks complete.
+            log.warning("stream %s ended by error: %s", ids.id, err.message)
+            yield _sse({**chunk_body(ids, {}, INCOMPLETE), **_metadata(None, attempts)})
+            yield _sse(err.to_body())
+        yield _sse("[DONE]")
+    finally:
+        # Also when the client leaves mid-stream (the generator is closed). Without the engine's usage,
+        # one piece is about one token (as coe.failover.caller.continuation counts) and the prompt is
+        # unknown here, so a stream cut short is charged at least what it generated.
+        if charge is not None:
+            charge(usage.total_tokens if usage is not None else sent)

@@ -40,7 +40,8 @@ async def chat_completions(request: Request) -> Response:
     gate.enter()
     try:
         raw = await _read_limited(request, state.server.max_request_bytes)
-        response = await complete(state, parse_request(raw), request.headers.get("x-coe-conversation-id"))
+        response = await complete(state, parse_request(raw), request.headers.get("x-coe-conversation-id"),
+                                  getattr(request.state, "charge_tokens", None))  # set by SharedState
     except BaseException:
         gate.leave()
         raise

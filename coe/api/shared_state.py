@@ -1,5 +1,5 @@
-"""What the HTTP layer adds when replicas share state: rate limits, per-expert stats, where a response
-came from, and `/metrics`.
+"""What the HTTP layer adds when replicas share state: rate limits (requests and tokens per API key),
+per-expert stats, where a response came from, and `/metrics`.
 
 Installed on the FastAPI app by the ingress (and by tests on a bare app). Everything goes through one
 `StateStore`, so with Redis configured every ingress replica on every node counts against the same
@@ -13,15 +13,16 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from coe.api.auth import InvalidApiKey, KeyRing, configured_hashes
 from coe.api.errors import error_response
-from coe.api.ratelimit import RateLimiter, RateLimitExceeded, api_key_of
+from coe.api.ratelimit import RateLimiter, RateLimitExceeded, TokenBudget, api_key_of
 from coe.config import CoEConfig, ConfigError
 from coe.state.factory import backend_name, open_store
 from coe.state.store import StateStore
@@ -46,6 +47,7 @@ class SharedState:
     store: StateStore
     limiter: RateLimiter | None = None
     keys: KeyRing | None = None
+    tokens: TokenBudget | None = None
     node: str = field(default_factory=node_id)
     rejected: int = 0
     _pending: set[asyncio.Task] = field(default_factory=set, repr=False)
@@ -57,12 +59,15 @@ class SharedState:
         limiter = None
         if config.server.rate_limit_requests is not None:
             limiter = RateLimiter(store, config.server.rate_limit_requests, config.server.rate_limit_window_s)
+        tokens = None
+        if config.server.rate_limit_tokens is not None:
+            tokens = TokenBudget(store, config.server.rate_limit_tokens, config.server.rate_limit_window_s)
         try:
             hashes = configured_hashes(config.server.api_keys, config.server.api_keys_file)
         except (OSError, ValueError) as err:
             raise ConfigError(f"API keys: {err}") from None
         keys = KeyRing(hashes, store, config.server.api_keys_in_store)
-        return cls(store, limiter, keys if keys.enabled else None)
+        return cls(store, limiter, keys if keys.enabled else None, tokens)
 
     def _headers(self) -> dict[str, str]:
         return {"x-coe-node": self.node, "x-coe-state": backend_name(self.store)}
@@ -71,6 +76,30 @@ class SharedState:
         """Per-expert load and latency (to the response head: first token when streaming), cluster-wide."""
         await self.store.incr(f"stats:{expert}:requests")
         await self.store.incr(f"stats:{expert}:latency_ms_total", round(elapsed_ms))
+
+    def _background(self, work: Coroutine[object, object, object]) -> None:
+        """Runs a store write off the response path, kept referenced until done (see `settled`)."""
+        task = asyncio.create_task(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _charge(self, api_key: str, tokens: int) -> None:
+        """The hook chat.complete calls with an answer's tokens. Synchronous on purpose: it also runs
+        in the `finally` of a stream whose client left, where an await would be cancelled."""
+        if self.tokens is not None and tokens > 0:
+            self._background(self.tokens.charge(api_key, tokens))
+
+    async def settled(self) -> None:
+        """Waits for the writes made off the response path (stats, token charges), e.g. before a test reads them."""
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    async def _admit(self, api_key: str) -> None:
+        """The per-key limits, both at once (one store round trip of latency); raises RateLimitExceeded."""
+        checks = [limit.check(api_key) for limit in (self.limiter, self.tokens) if limit is not None]
+        for outcome in await asyncio.gather(*checks, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     def install(self, app: FastAPI, experts: list[str]) -> None:
         @app.middleware("http")
@@ -82,21 +111,23 @@ class SharedState:
                     response = error_response(err)
                     response.headers.update(self._headers())
                     return response
-            if self.limiter is not None and request.method == "POST" and request.url.path.startswith("/v1/"):
+            limited = self.limiter is not None or self.tokens is not None
+            if limited and request.method == "POST" and request.url.path.startswith("/v1/"):
+                api_key = api_key_of(request.headers.get("authorization"))
                 try:
-                    await self.limiter.check(api_key_of(request.headers.get("authorization")))
+                    await self._admit(api_key)
                 except RateLimitExceeded as err:
                     self.rejected += 1
                     response = error_response(err)  # carries Retry-After
                     response.headers.update(self._headers())
                     return response
+                if self.tokens is not None:  # the route hands this to chat.complete, which reports usage
+                    request.state.charge_tokens = partial(self._charge, api_key)
             start = time.perf_counter()
             response = await call_next(request)
             expert = response.headers.get("x-coe-expert")
             if expert:  # off the response path: stats must not add a Redis round trip to every request
-                task = asyncio.create_task(self.record(expert, (time.perf_counter() - start) * 1000))
-                self._pending.add(task)
-                task.add_done_callback(self._pending.discard)
+                self._background(self.record(expert, (time.perf_counter() - start) * 1000))
             response.headers.update(self._headers())
             return response
 

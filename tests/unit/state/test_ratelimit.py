@@ -38,3 +38,23 @@ async def test_token_budget_refuses_once_spent_and_resets_with_the_window() -> N
     await budget.check("k2", now=150.5)  # another key has its own budget
     await budget.check("k1", now=180.0)  # a new window
 
+
+async def test_two_replicas_over_one_redis_share_a_keys_token_budget(redis_server) -> None:
+    """Two SharedStates (two ingress replicas, each its own Redis client) spend one budget per key."""
+    from tests.unit.api.test_token_limits import BUDGET, chat, one_window, replica, used
+
+    (a, shared_a), (b, shared_b) = replica(redis_url=redis_server.url), replica(redis_url=redis_server.url)
+    window = await one_window()
+    for _ in range(2):  # 6 tokens each, both on replica A: 12 of 10
+        assert (await chat(a, "sk-shared", "a b c")).status_code == 200
+        await shared_a.settled()
+    refused = await chat(b, "sk-shared", "a b c")  # replica B sees what A charged
+    assert refused.status_code == 429 and refused.json()["error"]["type"] == "tokens"
+    assert f"{BUDGET} tokens" in refused.json()["error"]["message"]
+    assert (await chat(b, "sk-other", "a b c")).status_code == 200
+    assert await used(shared_b, "sk-shared", window) == 12 and await used(shared_b, "sk-other", window) == 6
+    assert redis_server.keys("coe:ratelimit-tokens:*") and all(
+        "sk-" not in k for k in redis_server.keys())  # hashed keys only
+    for client, shared in ((a, shared_a), (b, shared_b)):
+        await client.aclose()
+        await shared.store.close()
