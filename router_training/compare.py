@@ -29,7 +29,7 @@ from router_training.data import DEFAULT_CAP, LabelledPrompt, category_counts, d
 from router_training.splits import Split, stratified_split
 from router_training.threshold import DEFAULT_TARGET_ACCURACY, acceptance, tune_threshold
 
-DEFAULT_EMBEDDERS: tuple[str, ...] = ("minilm", "static", "contrastive", "moe")
+DEFAULT_EMBEDDERS: tuple[str, ...] = ("minilm", "static", "static-tuned", "contrastive", "moe")
 DEFAULT_CLASSIFIERS: tuple[str, ...] = ("logreg", "knn", "mlp")
 DEFAULT_TRAINED_CLASSIFIERS: tuple[str, ...] = ("logreg",)
 
@@ -143,6 +143,7 @@ def compare_stage1(
     trained_classifiers: Sequence[str] = DEFAULT_TRAINED_CLASSIFIERS,
     costs: list[EmbedderCost] | None = None,
     threads: int | None = None,
+    frozen_vectors: dict[str, tuple[np.ndarray, float, float]] | None = None,
 ) -> list[ComparisonRow]:
     """Score the baselines and every embedder x classifier pair on one seeded split.
 
@@ -150,6 +151,8 @@ def compare_stage1(
     the split's train part and paired with ``trained_classifiers`` instead of ``classifiers``.
     If ``costs`` is given, one :class:`EmbedderCost` per embedder is appended to it. ``threads``
     (torch threads for every embedder) is left to the embedders' default when ``None``.
+    ``frozen_vectors`` (embedder name -> vectors, build s, s per prompt) keeps the encodings of
+    embedders that are not trained between calls on the same dataset (``--split-seeds``).
     """
     from router_training.embedders import get_embedder, get_embedder_class
 
@@ -165,13 +168,18 @@ def compare_stage1(
         )
         if threads is not None:
             kwargs["threads"] = threads
-        started = time.perf_counter()
-        embedder = get_embedder(embedder_name, **kwargs)
-        build_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        X = embedder.encode(texts)
-        per_prompt = (time.perf_counter() - started) / max(len(texts), 1)
-        log(f"embedded {len(texts)} prompts with {embedder_name}: {per_prompt * 1000:.1f} ms/prompt (batched)")
+        if not trained and frozen_vectors is not None and embedder_name in frozen_vectors:
+            X, build_seconds, per_prompt = frozen_vectors[embedder_name]
+        else:
+            started = time.perf_counter()
+            embedder = get_embedder(embedder_name, **kwargs)
+            build_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            X = embedder.encode(texts)
+            per_prompt = (time.perf_counter() - started) / max(len(texts), 1)
+            log(f"embedded {len(texts)} prompts with {embedder_name}: {per_prompt * 1000:.1f} ms/prompt (batched)")
+            if not trained and frozen_vectors is not None:
+                frozen_vectors[embedder_name] = (X, build_seconds, per_prompt)
         if trained:
             log(f"  {embedder_name}: trained in {embedder.train_seconds:.0f} s"
                 f"{' (just now)' if embedder.trained_here else ' (earlier; loaded from cache)'};"
@@ -180,8 +188,8 @@ def compare_stage1(
             costs.append(
                 EmbedderCost(
                     embedder=embedder_name,
-                    train_seconds=embedder.train_seconds,
-                    trained_now=embedder.trained_here,
+                    train_seconds=embedder.train_seconds if trained else 0.0,
+                    trained_now=embedder.trained_here if trained else False,
                     ms_per_prompt=round(per_prompt * 1000, 2),
                 )
             )
@@ -213,6 +221,21 @@ def to_markdown(rows: Sequence[ComparisonRow], target_accuracy: float = DEFAULT_
     return "\n".join(lines)
 
 
+def splits_to_markdown(rows_by_seed: dict[int, Sequence[ComparisonRow]]) -> str:
+    """Held-out accuracy of every method on each seeded split, with the mean: one 200-prompt split
+    moves a method by several points, so a difference smaller than that needs several splits."""
+    seeds = sorted(rows_by_seed)
+    methods = [r.method for r in rows_by_seed[seeds[0]]]
+    lines = [
+        "| method | mean acc | " + " | ".join(f"split {s}" for s in seeds) + " |",
+        "|---|---:|" + "---:|" * len(seeds),
+    ]
+    for method in methods:
+        accs = [next(r.accuracy for r in rows_by_seed[s] if r.method == method) for s in seeds]
+        lines.append(f"| {method} | {np.mean(accs):.1%} | " + " | ".join(f"{a:.1%}" for a in accs) + " |")
+    return "\n".join(lines)
+
+
 def costs_to_markdown(costs: Sequence[EmbedderCost]) -> str:
     """What each embedder costs: one-off training (trained ones only) and encoding per prompt."""
     lines = ["| embedder | training s | encode ms/prompt (batched) |", "|---|---:|---:|"]
@@ -228,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="write the rows and settings as JSON here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split-seeds", type=int, nargs="+",
+        help="also score every method on these seeded train/calibration/held-out splits of the same dataset",
+    )
     parser.add_argument("--cap", type=int, default=DEFAULT_CAP, help="prompts per category")
     parser.add_argument("--target-accuracy", type=float, default=DEFAULT_TARGET_ACCURACY)
     parser.add_argument("--embedders", nargs="+", default=list(DEFAULT_EMBEDDERS))
@@ -252,13 +279,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731
     log(f"default dataset: {len(dataset)} prompts {category_counts(dataset)}")
     costs: list[EmbedderCost] = []
+    frozen: dict[str, tuple[np.ndarray, float, float]] = {}
     rows = compare_stage1(
         dataset, args.seed, args.embedders, args.classifiers, args.target_accuracy, log=log,
-        trained_classifiers=args.trained_classifiers, costs=costs, threads=args.threads,
+        trained_classifiers=args.trained_classifiers, costs=costs, threads=args.threads, frozen_vectors=frozen,
     )
     print(to_markdown(rows, args.target_accuracy))
     print()
     print(costs_to_markdown(costs))
+    by_seed: dict[int, list[ComparisonRow]] = {args.seed: rows}
+    if args.split_seeds:
+        for split_seed in [s for s in args.split_seeds if s != args.seed]:
+            log(f"split seed {split_seed}")
+            by_seed[split_seed] = compare_stage1(
+                dataset, split_seed, args.embedders, args.classifiers, args.target_accuracy, log=log,
+                trained_classifiers=args.trained_classifiers, threads=args.threads, frozen_vectors=frozen,
+            )
+        print()
+        print(splits_to_markdown(by_seed))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {
@@ -269,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "split": "stratified 60/20/20 (train/calibration/heldout)",
             "rows": [asdict(r) for r in rows],
             "embedders": [asdict(c) for c in costs],
+            "split_seeds": {str(seed): [asdict(r) for r in seed_rows] for seed, seed_rows in by_seed.items()},
         }
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
     return 0

@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 _REGISTRY: dict[str, str] = {
     "minilm": "router_training.embedders:MiniLMEmbedder",
     "static": "router_training.embedders:StaticEmbedder",
+    # The static table fine-tuned on the train prompts (static_tuning.py); served as "static".
+    "static-tuned": "router_training.static_tuning:TunedStaticEmbedder",
     # Trained on labelled prompts (see embedder_training.py); compared in compare.py, not defaults.
     "contrastive": "router_training.contrastive:ContrastiveEmbedder",
     "moe": "router_training.moe_embedding:MoEEmbedder",

@@ -47,7 +47,7 @@ class TrainingPlan:
     experts: list[str]
     general_expert: str | None  # None: the best single expert on the K-shot evidence
     out: Path
-    embedder: str = "minilm"
+    embedder: str = "static-tuned"
     classifier: str = "logreg"
     k: int | None = 5
     seed: int = 0
@@ -151,15 +151,17 @@ def train_router(
     from coe.routing.embedders import SERVED_EMBEDDERS
     from router_training.classifiers import train_classifier
     from router_training.curve_report import write_report
-    from router_training.embedders import get_embedder
+    from router_training.embedders import get_embedder, get_embedder_class
     from router_training.kshot import select_experts
     from router_training.score_predictor import features, fit_stage2
     from router_training.splits import stratified_split
     from router_training.threshold import tune_threshold
 
-    if plan.embedder not in SERVED_EMBEDDERS or plan.classifier not in SERVABLE_CLASSIFIERS:
+    embedder_class = get_embedder_class(plan.embedder)
+    if embedder_class.name not in SERVED_EMBEDDERS or plan.classifier not in SERVABLE_CLASSIFIERS:
         raise DataFileError(
-            f"a router artifact holds embedder {' or '.join(SERVED_EMBEDDERS)} with classifier "
+            f"a router artifact holds embedder {' or '.join(SERVED_EMBEDDERS)} (static-tuned is served as static) "
+            f"with classifier "
             f"{'/'.join(SERVABLE_CLASSIFIERS)} (plain arrays the server loads without code); "
             f"{plan.embedder} + {plan.classifier} is compared in `python -m router_training.compare`"
         )
@@ -178,7 +180,11 @@ def train_router(
              + (f" ({len(split.train) - len(stage1_train)} scored prompts kept out of stage-1 training)"
                 if len(stage1_train) < len(split.train) else ""))
 
-    embedder = get_embedder(plan.embedder)
+    if embedder_class.needs_training_data:  # a tuned table learns from stage 1's train prompts only
+        progress(f"embedder {plan.embedder}: training on {len(stage1_train)} prompts (cached after the first time)")
+        embedder = get_embedder(plan.embedder, train_items=[plan.dataset[i] for i in stage1_train], seed=plan.seed)
+    else:
+        embedder = get_embedder(plan.embedder)
     vectors = cached_embeddings(embedder, [p.text for p in plan.dataset], progress)
     y = np.array(labels)
     model = train_classifier(plan.classifier, vectors[stage1_train], y[stage1_train], seed=plan.seed)

@@ -146,13 +146,21 @@ class StaticTableEmbedder(Embedder):
     def dim(self) -> int:
         return int(self._table.shape[1])
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    @property
+    def table(self) -> np.ndarray:
+        """The ``(tokens, dim)`` float32 table (read-only use: training copies it)."""
+        return self._table
+
+    def token_ids(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text's ids into the table; ids past a truncated table are dropped, as encoding does."""
         rows = self._table.shape[0]
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        for i, encoding in enumerate(encodings):
-            ids = np.asarray(encoding.ids, dtype=np.int64)
-            ids = ids[ids < rows]
+        ids = (np.asarray(encoding.ids, dtype=np.int64) for encoding in encodings)
+        return [row[row < rows] for row in ids]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, ids in enumerate(self.token_ids(texts)):
             if ids.size:
                 out[i] = self._table[ids].mean(axis=0)
         return normalise(out)

@@ -15,21 +15,19 @@ from router_training.embedders import (
     static_cache_path,
 )
 
-# Ids below 8000 hold the common English words used here; distilling them takes about 10 s.
-VOCAB_LIMIT = 8000
-DIMS = 64
+from tests.unit.router_training.conftest import DIMS, VOCAB_LIMIT
 
 
 @pytest.fixture(scope="module")
-def static(tmp_path_factory: pytest.TempPathFactory) -> StaticEmbedder:
-    return StaticEmbedder(cache_dir=tmp_path_factory.mktemp("static"), dims=DIMS, vocab_limit=VOCAB_LIMIT)
+def static(small_static: StaticEmbedder) -> StaticEmbedder:
+    return small_static
 
 
 def test_registry_lists_names_and_rejects_unknown_ones() -> None:
-    assert list_registered() == ["contrastive", "minilm", "moe", "static"]
+    assert list_registered() == ["contrastive", "minilm", "moe", "static", "static-tuned"]
     with pytest.raises(UnknownEmbedder) as caught:
         get_embedder("bert-large")
-    assert "'bert-large'" in str(caught.value) and "contrastive, minilm, moe, static" in str(caught.value)
+    assert "'bert-large'" in str(caught.value) and "contrastive, minilm, moe, static, static-tuned" in str(caught.value)
 
 
 def test_static_vectors_are_normalised_float32(static: StaticEmbedder) -> None:
