@@ -25,7 +25,7 @@ BENCH_RESULTS := $(if $(COE_RESULTS_DIR),$(COE_RESULTS_DIR)/bench,bench/results)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: router serve test bench bench-swap bench-routing bench-curves install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
+.PHONY: router serve test bench bench-vllm bench-swap bench-routing bench-curves install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
 
 serve: install models router
 	$(COE) serve
@@ -34,9 +34,15 @@ test: install-dev models router redis-server chromium
 	$(BIN)/python -m pytest -ra
 
 bench: install-dev models redis-server
+	$(BIN)/python bench/vllm_side_by_side.py
 	$(BIN)/python bench/endpoint_overhead.py
 	$(BIN)/python bench/router_latency.py
 	$(BIN)/python bench/state_store.py
+
+# CoE against vLLM's own OpenAI server for the same SmolLM2 engine and pinning: max_tokens 1 and 32,
+# 1/8/16 clients, streaming and not, ratios in one run (about 10 minutes on 2 cores).
+bench-vllm: install-dev models
+	$(BIN)/python bench/vllm_side_by_side.py
 
 # Swap costs (warm/cold -> hot against memcpy and a disk read, a fresh boot) and a trace replay with and
 # without grouping by expert and prefetch; about 5 minutes on 2 cores. SWAP_ARGS="--slot-weights repack" for the other mode.

@@ -71,6 +71,8 @@ class ChatCompletionRequest(OpenAIModel):
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is supported.")
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    ignore_eos: bool = Field(False, description="vLLM's extension: generate max_tokens even past end-of-sequence "
+                             "(benchmarks: the same work per request); local experts only.")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -105,6 +107,7 @@ class SamplingSettings:
     seed: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class GenerationRequest:
                 seed=req.seed,
                 presence_penalty=req.presence_penalty,
                 frequency_penalty=req.frequency_penalty,
+                ignore_eos=req.ignore_eos,
             ),
         )
 

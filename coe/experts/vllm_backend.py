@@ -127,6 +127,7 @@ class VLLMBackend(ExpertBackend):
             seed=s.seed,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
+            ignore_eos=s.ignore_eos,
             output_kind=RequestOutputKind.DELTA if streaming else RequestOutputKind.FINAL_ONLY,
         )
 

@@ -58,6 +58,7 @@ def service_config(port: int, router: Path, variant: Path, moes: dict[str, Path]
                 "architecture": "Gemma3ForCausalLM",
                 "prompt_format": "completion",
                 "engine": {"cpu_bind": "1", "max_model_len": 1024},
+                "fallbacks": [SMOL],  # test_replica_killed: a stream cut by a dead replica ends on SmolLM2
             },
             {
                 "id": VARIANT,
@@ -109,7 +110,7 @@ def write_router_inputs(folder: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="session")
 def router_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real router (MiniLM + logistic regression on benchmark prompts) trained through the CLI."""
+    """A real router (the default static-tuned embedder + logistic regression on benchmark prompts) trained through the CLI."""
     folder = tmp_path_factory.mktemp("router")
     data, scores = write_router_inputs(folder)
     # train-router checks --experts against a config: the routed experts, as the service will name them

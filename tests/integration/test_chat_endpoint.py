@@ -133,3 +133,10 @@ def test_litellm_client_talks_to_coe(base_url: str, client) -> None:
     assert whole.choices[0].message.content == via_sdk.choices[0].message.content
     streamed = "".join(c.choices[0].delta.content or "" for c in litellm.completion(stream=True, **kwargs))
     assert streamed == whole.choices[0].message.content
+
+
+def test_ignore_eos_generates_exactly_max_tokens(client) -> None:
+    # vLLM's own server takes `ignore_eos`; the side-by-side bench needs the same work on both sides.
+    reply = client.chat.completions.create(model=SMOL, messages=[{"role": "user", "content": "Say hi."}],
+                                           temperature=0, max_tokens=40, extra_body={"ignore_eos": True})
+    assert reply.usage.completion_tokens == 40 and reply.choices[0].finish_reason == "length"

@@ -1,0 +1,247 @@
+"""CoE against vLLM's own OpenAI server for the same engine, side by side in one run.
+
+The baseline a user would run instead of CoE: `python -m vllm.entrypoints.openai.api_server` for the
+prepared SmolLM2 checkpoint. The CoE arm is `coe serve` with that checkpoint as its one expert. Both
+get the same engine settings (eager, bf16, the expert's max_model_len and max_num_seqs, one pinned
+core through VLLM_CPU_OMP_THREADS_BIND, the same KV-cache size), the same HTTP client and the same
+requests (greedy, `ignore_eos` so every answer is exactly max_tokens long: the same work on both
+sides). The arms run one after the other, never together, so they do not share the cores.
+
+Cells: max_tokens {1, 32} x concurrent clients {1, 8, 16} x {non-streaming, streaming}. Per cell,
+``--requests`` requests after a warm-up; p50/p99 of the request latency (time to first token too when
+streaming) and the throughput of the whole cell. The ratios (CoE / vLLM) are what to read: absolute
+numbers on a shared 2-core machine move between runs.
+
+    make bench-vllm            # or: python bench/vllm_side_by_side.py --requests 48
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+
+from coe import paths
+from coe.config import load_config
+from coe.experts.vllm_backend import engine_env
+from coe.models.resolve import resolve_checkpoint
+from coe.serve.subprocess_server import CoEServer, free_port
+
+EXPERT = "smollm2-135m-instruct"
+QUESTIONS = [
+    "What is the capital of France?",
+    "Name a primary colour.",
+    "What is 3 + 4?",
+    "Give one word for a large body of salt water.",
+    "What do bees make?",
+    "Which planet is closest to the sun?",
+    "Write a greeting.",
+    "What is the opposite of hot?",
+]
+BOOT_TIMEOUT_S = 600
+
+
+@dataclass(frozen=True)
+class Cell:
+    arm: str
+    max_tokens: int
+    clients: int
+    stream: bool
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    ttft_p50_ms: float | None
+    throughput_rps: float
+    completion_tokens: int
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class VLLMServer:
+    """vLLM's OpenAI server in its own process group, stopped by that group (never by name)."""
+
+    def __init__(self, checkpoint: Path, served_name: str, options, port: int, log: Path) -> None:
+        self.port, self.log = port, log
+        self.cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
+            "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
+            "--dtype", options.dtype, "--max-model-len", str(options.max_model_len),
+            "--max-num-seqs", str(options.max_num_seqs), "--seed", str(options.seed),
+            "--disable-log-stats", "--disable-uvicorn-access-log",
+            *(["--enforce-eager"] if options.enforce_eager else []),
+        ]
+        self.env = {**os.environ, **engine_env(options), "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "VLLMServer":
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
+                                     env=self.env, start_new_session=True)
+        deadline = time.monotonic() + BOOT_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM's server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        self.stop()
+        raise TimeoutError(f"vLLM's server not healthy after {BOOT_TIMEOUT_S} s:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+async def one_request(client: httpx.AsyncClient, model: str, question: str, max_tokens: int,
+                      stream: bool) -> tuple[float, float | None, int]:
+    """(seconds, seconds to the first token or None, completion tokens) of one chat completion."""
+    body = {"model": model, "messages": [{"role": "user", "content": question}], "temperature": 0,
+            "max_tokens": max_tokens, "ignore_eos": True}
+    started = time.perf_counter()
+    if not stream:
+        resp = await client.post("/chat/completions", json=body)
+        resp.raise_for_status()
+        return time.perf_counter() - started, None, resp.json()["usage"]["completion_tokens"]
+    body |= {"stream": True, "stream_options": {"include_usage": True}}
+    first, tokens = None, 0
+    async with client.stream("POST", "/chat/completions", json=body) as resp:
+        resp.raise_for_status()
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            event = json.loads(line[6:])
+            if first is None and any(c["delta"].get("content") for c in event.get("choices", [])):
+                first = time.perf_counter() - started
+            if event.get("usage"):
+                tokens = event["usage"]["completion_tokens"]
+    return time.perf_counter() - started, first, tokens
+
+
+async def cell(client: httpx.AsyncClient, arm: str, model: str, max_tokens: int, clients: int, stream: bool,
+               requests: int) -> Cell:
+    for q in QUESTIONS[:2]:  # warm-up, not recorded
+        await one_request(client, model, q, max_tokens, stream)
+    queue = list(range(requests))
+    latencies: list[float] = []
+    firsts: list[float] = []
+    tokens = 0
+
+    async def worker() -> None:
+        nonlocal tokens
+        while queue:
+            i = queue.pop()
+            seconds, first, produced = await one_request(client, model, QUESTIONS[i % len(QUESTIONS)], max_tokens, stream)
+            latencies.append(seconds * 1000)
+            if first is not None:
+                firsts.append(first * 1000)
+            tokens += produced
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    return Cell(arm, max_tokens, clients, stream, requests, round(statistics.median(latencies), 1),
+                round(percentile(latencies, 0.99), 1), round(statistics.median(firsts), 1) if firsts else None,
+                round(requests / elapsed, 2), tokens)
+
+
+async def run_arm(url: str, arm: str, model: str, args: argparse.Namespace) -> list[Cell]:
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=f"{url}/v1", timeout=300, limits=limits) as client:
+        cells = []
+        for max_tokens in args.max_tokens:
+            for clients in args.clients:
+                for stream in (False, True):
+                    cells.append(await cell(client, arm, model, max_tokens, clients, stream, args.requests))
+                    c = cells[-1]
+                    print(f"  {arm}: max_tokens {max_tokens}, {clients} clients, {'stream' if stream else 'whole'}: "
+                          f"p50 {c.p50_ms:.1f} ms, {c.throughput_rps:.2f} req/s", flush=True)
+        return cells
+
+
+def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
+    lines = ["| max_tokens | clients | stream | vLLM p50 ms | CoE p50 ms | +ms | vLLM TTFT p50 | CoE TTFT p50 "
+             "| vLLM req/s | CoE req/s | CoE / vLLM |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for v, c in zip(vllm, coe):
+        ttft = (f"{v.ttft_p50_ms:.1f} | {c.ttft_p50_ms:.1f}" if v.ttft_p50_ms is not None and c.ttft_p50_ms is not None
+                else "- | -")
+        lines.append(f"| {v.max_tokens} | {v.clients} | {'yes' if v.stream else 'no'} | {v.p50_ms:.1f} | {c.p50_ms:.1f} "
+                     f"| {c.p50_ms - v.p50_ms:+.1f} | {ttft} | {v.throughput_rps:.2f} | {c.throughput_rps:.2f} "
+                     f"| {c.throughput_rps / v.throughput_rps:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=48, help="requests per cell (after 2 warm-up requests)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
+    parser.add_argument("--max-tokens", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
+    args = parser.parse_args()
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+    expert = load_config().expert(EXPERT)
+    if expert is None:
+        raise SystemExit(f"the default coe.yaml has no expert {EXPERT}")
+    options = expert.engine.model_copy(update={"cpu_bind": "0"})
+    checkpoint = resolve_checkpoint(expert)
+    logs = Path(tempfile.mkdtemp(prefix="coe-bench-vllm-"))
+    config = {"experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
+    (logs / "coe.yaml").write_text(yaml.safe_dump(config))
+
+    print(f"vLLM arm: vllm.entrypoints.openai.api_server for {checkpoint} (logs in {logs}) ...", flush=True)
+    server = VLLMServer(checkpoint, EXPERT, options, free_port(), logs / "vllm.log").start()
+    try:
+        vllm = asyncio.run(run_arm(server.url, "vllm", EXPERT, args))
+    finally:
+        server.stop()
+    print("CoE arm: coe serve with that checkpoint as its one expert ...", flush=True)
+    coe_server = CoEServer(logs / "coe.yaml", free_port(), logs / "coe.log").start()
+    try:
+        coe = asyncio.run(run_arm(coe_server.url, "coe", EXPERT, args))
+    finally:
+        coe_server.stop()
+
+    for v, c in zip(vllm, coe):  # the same work on both sides, or the ratio means nothing
+        if v.completion_tokens != c.completion_tokens:
+            print(f"WARNING: max_tokens {v.max_tokens}, {v.clients} clients: vLLM generated {v.completion_tokens} "
+                  f"tokens, CoE {c.completion_tokens}")
+    print()
+    print(markdown(vllm, coe))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in coe],
+                                    "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
+                                   indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
