@@ -38,18 +38,9 @@ from coe.config import load_config
 from coe.experts.vllm_backend import engine_env
 from coe.models.resolve import resolve_checkpoint
 from coe.serve.subprocess_server import CoEServer, free_port
+from endpoint_overhead import QUESTIONS, percentile  # bench/ is on sys.path when run as a script
 
 EXPERT = "smollm2-135m-instruct"
-QUESTIONS = [
-    "What is the capital of France?",
-    "Name a primary colour.",
-    "What is 3 + 4?",
-    "Give one word for a large body of salt water.",
-    "What do bees make?",
-    "Which planet is closest to the sun?",
-    "Write a greeting.",
-    "What is the opposite of hot?",
-]
 BOOT_TIMEOUT_S = 600
 
 
@@ -65,11 +56,6 @@ class Cell:
     ttft_p50_ms: float | None
     throughput_rps: float
     completion_tokens: int
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class VLLMServer:
