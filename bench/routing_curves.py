@@ -45,19 +45,39 @@ def stage1_probabilities(vectors: np.ndarray, labels: np.ndarray, fit_rows: np.n
 
 
 def run_split(name: str, vectors: np.ndarray, labels: np.ndarray, scores: np.ndarray, costs: np.ndarray,
-              experts: list[str], train: np.ndarray, held: np.ndarray, out: Path, seed: int) -> dict:
-    """Fit (75%) and calibrate (25%) inside `train`, report on `held`."""
+              experts: list[str], train: np.ndarray, held: np.ndarray, out: Path, seed: int,
+              train_scores: np.ndarray | None = None) -> dict:
+    """Fit (75%) and calibrate (25%) inside `train`, report on `held`. `train_scores` (default: `scores`)
+    is what the router learns from; the report always uses `scores`."""
+    learned = scores if train_scores is None else train_scores
     inner = stratified_split(labels[train].tolist(), seed=seed, fractions=(0.75, 0.125, 0.125))
     fit_rows = train[np.array(inner.train)]
     cal_rows = train[np.array(inner.calibration + inner.heldout)]
     x = features(vectors, stage1_probabilities(vectors, labels, fit_rows))
-    best = int(np.argmax(np.nanmean(scores[train], axis=0)))
-    stage2 = fit_stage2(x[fit_rows], scores[fit_rows], x[cal_rows], scores[cal_rows], costs, best, experts, seed)
+    best = int(np.argmax(np.nanmean(learned[train], axis=0)))
+    stage2 = fit_stage2(x[fit_rows], learned[fit_rows], x[cal_rows], learned[cal_rows], costs, best, experts, seed)
     report = stage2.report(x[held], scores[held], seed=seed)
     report["split"] = name
     report["predictor"] = {"alpha": stage2.choice.alpha, "margin": stage2.choice.margin}
     write_report(report, out, name, stem=name.replace(" ", "_").replace("/", "-"))
     return report
+
+
+def alpacaeval_splits(tags: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Leave-one-source-out, then 5 random 60/20/20 splits (train = the first two parts)."""
+    splits = [(f"loso-{held}", np.flatnonzero(tags != held), np.flatnonzero(tags == held)) for held in sorted(set(tags))]
+    for seed in range(5):
+        part = stratified_split(tags.tolist(), seed=seed)
+        splits.append((f"random-{seed}", np.array(part.train + part.calibration), np.array(part.heldout)))
+    return splits
+
+
+def alpacaeval_columns(setname: str, scores: np.ndarray, train: np.ndarray) -> list[int]:
+    from router_training import pref_analysis as pa
+
+    if setname == "mid5":  # five mid-ranked models (ranks 11-15 on the training rows)
+        return list(np.argsort(-scores[train].mean(axis=0))[10:15])
+    return pa.choose_expert_set(setname, scores[train])
 
 
 def alpacaeval(out: Path) -> list[dict]:
@@ -68,18 +88,57 @@ def alpacaeval(out: Path) -> list[dict]:
     tags = np.asarray(m.datasets)
     rows = []
     for setname in SETS:
-        splits = [(f"loso-{held}", np.flatnonzero(tags != held), np.flatnonzero(tags == held)) for held in sorted(set(tags))]
-        for seed in range(5):
-            part = stratified_split(tags.tolist(), seed=seed)
-            splits.append((f"random-{seed}", np.array(part.train + part.calibration), np.array(part.heldout)))
-        for split_name, train, held in splits:
-            if setname == "mid5":  # five mid-ranked models (ranks 11-15 on the training rows)
-                cols = list(np.argsort(-m.scores[train].mean(axis=0))[10:15])
-            else:
-                cols = pa.choose_expert_set(setname, m.scores[train])
+        for split_name, train, held in alpacaeval_splits(tags):
+            cols = alpacaeval_columns(setname, m.scores, train)
             experts = [m.models[c] for c in cols]
             report = run_split(f"alpacaeval {setname} {split_name}", vectors, tags, m.scores[:, cols],
                                np.ones(len(cols)), experts, train, held, out, seed=0)
+            rows.append(report)
+            print(summary_line(report), flush=True)
+    return rows
+
+
+def sampled_preferences(scores: np.ndarray, rows: np.ndarray, tags: np.ndarray, experts: list[str],
+                        pairs_per_prompt: int, seed: int) -> list:
+    """Arena-style data derived from the matrix: per prompt, `pairs_per_prompt` distinct expert pairs
+    drawn at random; the winner is the answer the judge preferred more (equal: a tie)."""
+    from itertools import combinations
+
+    from router_training.preferences import Comparison
+
+    rng = np.random.default_rng(seed)
+    all_pairs = list(combinations(range(len(experts)), 2))
+    out = []
+    for r in rows:
+        for p in rng.choice(len(all_pairs), size=min(pairs_per_prompt, len(all_pairs)), replace=False):
+            a, b = all_pairs[p] if rng.random() < 0.5 else all_pairs[p][::-1]
+            diff = scores[r, a] - scores[r, b]
+            out.append(Comparison(str(r), str(tags[r]), experts[a], experts[b], 0.5 if diff == 0 else float(diff > 0)))
+    return out
+
+
+def alpacaeval_pairwise(out: Path, pairs_per_prompt: int) -> list[dict]:
+    """The router learns only from pairwise preferences of its training prompts (router_training.
+    preferences: the reduction `--scores` applies to a preference file); the report scores it with the
+    judged quality of the held-out prompts, as the score-trained rows are."""
+    from router_training import pref_analysis as pa
+    from router_training.preferences import preference_scores
+
+    m = pa.load_pref_matrix(pa.DEFAULT_CSV)
+    vectors = pa.embed_prompts(m.instructions, cache_subdir("pref-embeddings"))
+    tags = np.asarray(m.datasets)
+    rows = []
+    for setname in SETS:
+        for split_name, train, held in alpacaeval_splits(tags):
+            cols = alpacaeval_columns(setname, m.scores, train)
+            experts = [m.models[c] for c in cols]
+            judged = m.scores[:, cols]
+            comparisons = sampled_preferences(judged, train, tags, experts, pairs_per_prompt, seed=0)
+            keys, strengths = preference_scores(comparisons, experts)
+            learned = np.full_like(judged, np.nan)
+            learned[[int(prompt) for prompt, _ in keys]] = strengths
+            report = run_split(f"alpacaeval-pairs{pairs_per_prompt} {setname} {split_name}", vectors, tags, judged,
+                               np.ones(len(cols)), experts, train, held, out, seed=0, train_scores=learned)
             rows.append(report)
             print(summary_line(report), flush=True)
     return rows
@@ -152,7 +211,9 @@ def summary_line(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("alpacaeval", "mmlu"))
+    parser.add_argument("--only", choices=("alpacaeval", "mmlu", "alpacaeval-pairwise"))
+    parser.add_argument("--pairs-per-prompt", type=int, nargs="+", default=[1, 10],
+                        help="alpacaeval-pairwise: comparisons per training prompt (10 = every pair of 5 experts)")
     args = parser.parse_args()
     out = results_dir("bench") / "routing_curves"
     reports = []
@@ -160,6 +221,9 @@ def main() -> None:
         reports += alpacaeval(out)
     if args.only in (None, "mmlu"):
         reports += mmlu(out)
+    if args.only in (None, "alpacaeval-pairwise"):
+        for pairs in args.pairs_per_prompt:
+            reports += alpacaeval_pairwise(out, pairs)
     summary = out / ("summary.json" if args.only is None else f"summary-{args.only}.json")
     summary.write_text(json.dumps([{k: v for k, v in r.items() if k != "curve"} for r in reports], indent=2) + "\n")
     print(f"wrote {summary}")

@@ -39,7 +39,7 @@ def train_router(
     categories: Annotated[Optional[str], typer.Option(help="Comma-separated categories to keep.")] = None,
     experts: Annotated[Optional[str], typer.Option(help="Comma-separated candidate experts (default: all in the config).")] = None,
     general_expert: Annotated[Optional[str], typer.Option(help="Expert for low-confidence prompts (default: the best single expert on the K-shot evidence).")] = None,
-    scores: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Precomputed K-shot scores (JSONL: prompt, category, expert, score).")] = None,
+    scores: Annotated[Optional[Path], typer.Option(exists=True, dir_okay=False, help="Precomputed K-shot scores (JSONL: prompt, category, expert, score; or pairwise preferences: prompt, category, model_a, model_b, winner).")] = None,
     endpoint: Annotated[Optional[str], typer.Option(help="Running CoE endpoint whose experts answer the K-shot prompts.")] = None,
     scorer: Annotated[str, typer.Option(help="Scorer for answers: llm-judge, exact-match, unit-tests.")] = "llm-judge",
     judge: Annotated[Optional[str], typer.Option(help="LiteLLM model string of the judge (llm-judge scorer).")] = None,

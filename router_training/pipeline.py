@@ -111,20 +111,10 @@ def score_by_answering(
 
 def read_precomputed(path: Path, experts: Sequence[str], k: int | None, seed: int) -> KShotScores:
     """JSONL lines {"prompt", "category", "expert", "score"}: scores measured elsewhere (another harness,
-    a public leaderboard). K prompts per category are drawn from the file, seeded."""
-    import json
-
-    # Keyed by (prompt, category): the same text labelled twice stays two rows, and is reported.
-    rows: dict[tuple[str, str], dict[str, float]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            scores = rows.setdefault((str(item["prompt"]), str(item["category"])), {})
-            scores[str(item["expert"])] = float(item["score"])
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise DataFileError(f"{path}:{number}: expected a JSON object with prompt, category, expert, score ({err})") from None
+    a public leaderboard); or pairwise preferences {"prompt", "category", "model_a", "model_b",
+    "winner"}, turned into per-prompt Bradley-Terry strengths (router_training.preferences). One file
+    holds one kind. K prompts per category are drawn from the file, seeded."""
+    rows = _read_score_file(path, experts)
     texts = [text for text, _ in rows]
     repeated = len(texts) - len(set(texts))
     if repeated:
@@ -134,6 +124,50 @@ def read_precomputed(path: Path, experts: Sequence[str], k: int | None, seed: in
     keys = list(rows)
     matrix = np.array([[rows[keys[i]].get(e, np.nan) for e in experts] for i in chosen], dtype=float)
     return KShotScores([items[i].text for i in chosen], [items[i].category for i in chosen], matrix)
+
+
+SCORE_FIELDS = "prompt, category, expert, score"
+PREFERENCE_FIELDS = "prompt, category, model_a, model_b, winner"
+
+
+def _read_score_file(path: Path, experts: Sequence[str]) -> dict[tuple[str, str], dict[str, float]]:
+    """(prompt, category) -> expert -> score. Keyed by both, so the same text labelled twice stays
+    two rows (and is reported). A bad line, or a line of the other kind, names file and line."""
+    import json
+
+    from router_training.preferences import Comparison, parse_winner, preference_scores
+
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    comparisons: list[Comparison] = []
+    kind: str | None = None
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = PREFERENCE_FIELDS if kind == "preference" else SCORE_FIELDS
+        try:
+            item = json.loads(line)
+            this = "preference" if isinstance(item, dict) and "model_a" in item else "score"
+            fields = PREFERENCE_FIELDS if this == "preference" else SCORE_FIELDS
+            if kind is not None and this != kind:
+                raise DataFileError(f"{path}:{number}: a {this} line in a file of {kind} lines; one file holds one kind")
+            kind = this
+            key = (str(item["prompt"]), str(item["category"]))
+            if this == "score":
+                rows.setdefault(key, {})[str(item["expert"])] = float(item["score"])
+            else:
+                comparisons.append(Comparison(*key, str(item["model_a"]), str(item["model_b"]), parse_winner(item["winner"])))
+        except DataFileError:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise DataFileError(f"{path}:{number}: expected a JSON object with {fields} ({err})") from None
+    if kind == "preference":
+        keys, matrix = preference_scores(comparisons, experts)
+        if not keys:
+            raise DataFileError(f"{path}: no comparison between two of the experts {', '.join(experts)}")
+        print(f"  {path}: {len(comparisons)} pairwise preferences over {len(keys)} prompts -> Bradley-Terry "
+              f"strengths per prompt (logit units)", flush=True)
+        return {key: dict(zip(experts, matrix[i].tolist())) for i, key in enumerate(keys)}
+    return rows
 
 
 SERVABLE_CLASSIFIERS = ("logreg",)
