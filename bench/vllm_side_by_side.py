@@ -189,6 +189,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=48, help="requests per cell (after 2 warm-up requests)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--max-tokens", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--arms", nargs="+", choices=("vllm", "coe"), default=["vllm", "coe"],
+                        help="one arm alone (an A/B of CoE settings); the ratios need both")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -202,25 +204,30 @@ def main() -> int:
     config = {"experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
     (logs / "coe.yaml").write_text(yaml.safe_dump(config))
 
-    print(f"vLLM arm: vllm.entrypoints.openai.api_server for {checkpoint} (logs in {logs}) ...", flush=True)
-    server = VLLMServer(checkpoint, EXPERT, options, free_port(), logs / "vllm.log").start()
-    try:
-        vllm = asyncio.run(run_arm(server.url, "vllm", EXPERT, args))
-    finally:
-        server.stop()
-    print("CoE arm: coe serve with that checkpoint as its one expert ...", flush=True)
-    coe_server = CoEServer(logs / "coe.yaml", free_port(), logs / "coe.log").start()
-    try:
-        coe = asyncio.run(run_arm(coe_server.url, "coe", EXPERT, args))
-    finally:
-        coe_server.stop()
+    vllm: list[Cell] = []
+    coe: list[Cell] = []
+    if "vllm" in args.arms:
+        print(f"vLLM arm: vllm.entrypoints.openai.api_server for {checkpoint} (logs in {logs}) ...", flush=True)
+        server = VLLMServer(checkpoint, EXPERT, options, free_port(), logs / "vllm.log").start()
+        try:
+            vllm = asyncio.run(run_arm(server.url, "vllm", EXPERT, args))
+        finally:
+            server.stop()
+    if "coe" in args.arms:
+        print(f"CoE arm: coe serve with that checkpoint as its one expert (logs in {logs}) ...", flush=True)
+        coe_server = CoEServer(logs / "coe.yaml", free_port(), logs / "coe.log").start()
+        try:
+            coe = asyncio.run(run_arm(coe_server.url, "coe", EXPERT, args))
+        finally:
+            coe_server.stop()
 
     for v, c in zip(vllm, coe):  # the same work on both sides, or the ratio means nothing
         if v.completion_tokens != c.completion_tokens:
             print(f"WARNING: max_tokens {v.max_tokens}, {v.clients} clients: vLLM generated {v.completion_tokens} "
                   f"tokens, CoE {c.completion_tokens}")
     print()
-    print(markdown(vllm, coe))
+    if vllm and coe:
+        print(markdown(vllm, coe))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in coe],
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
