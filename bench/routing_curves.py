@@ -62,7 +62,8 @@ def run_split(name: str, vectors: np.ndarray, labels: np.ndarray, scores: np.nda
     stage2 = fit_stage2(x[fit_rows], learned[fit_rows], x[cal_rows], learned[cal_rows], costs, best, experts, seed)
     report = stage2.report(x[held], scores[held], seed=seed)
     report["split"] = name
-    report["predictor"] = {"alpha": stage2.choice.alpha, "margin": stage2.choice.margin}
+    report["predictor"] = {"alpha": stage2.choice.alpha, "margin": stage2.choice.margin,
+                           "calibration_gain": stage2.choice.calibration_gain}
     write_report(report, out, name, stem=name.replace(" ", "_").replace("/", "-"))
     return report
 

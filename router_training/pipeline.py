@@ -251,7 +251,10 @@ def train_router(
     never = choice.margin >= 100 * (float(np.nanstd(scores[fit_rows])) or 1.0)
     progress(f"predictor: ridge alpha {choice.alpha:g}, switch margin {choice.margin:.3g}"
              + (" (no switch paid out of fold: stays on the best single expert unless a price moves it)" if never else "")
-             + f"; out-of-fold mean score {choice.cv_quality:.4f} vs best single {general} {choice.cv_best_single:.4f}")
+             + f"; out-of-fold mean score {choice.cv_quality:.4f} vs best single {general} {choice.cv_best_single:.4f}"
+             + (f"; on the calibration rows its switches gained {choice.calibration_gain:+.4f}"
+                + (" (a loss: switching turned off)" if never and choice.calibration_gain < 0 else "")
+                if np.isfinite(choice.calibration_gain) else ""))
     report = stage2.report(x[held_rows], scores[held_rows], seed=plan.seed)
     if report.get("heldout_n"):
         share = report["headroom_share"]
@@ -285,7 +288,8 @@ def train_router(
         created="" if plan.name else datetime.now(timezone.utc).isoformat(timespec="seconds"),
         inputs_sha256=plan.inputs_sha256,
         predictor={"kind": "ridge", "alpha": choice.alpha, "margin": choice.margin, "experts": list(plan.experts),
-                   "cv_quality": choice.cv_quality, "cv_best_single": choice.cv_best_single, "folds": choice.folds},
+                   "cv_quality": choice.cv_quality, "cv_best_single": choice.cv_best_single, "folds": choice.folds,
+                   "calibration_gain": choice.calibration_gain},
         relative_costs=relative,
         operating_points=stage2.points,
         knob_lams=stage2.knobs,

@@ -17,7 +17,7 @@ training embedding and cost a matrix product against all of them per request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -69,6 +69,7 @@ class PredictorChoice:
     cv_quality: float  # mean score of the rule's picks, out of fold
     cv_best_single: float  # the best single expert's mean on the same rows
     folds: int
+    calibration_gain: float = float("nan")  # the rule's mean gain over the best single on the calibration rows
 
 
 def cv_folds(n: int, groups: Sequence[str] | None, seed: int) -> list[np.ndarray]:
@@ -131,6 +132,21 @@ def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[
     return PredictorChoice(alpha, m * sd, quality, mean_picked(y, np.full(n, best)), len(parts))
 
 
+def validated(choice: PredictorChoice, predicted_cal: np.ndarray, s_cal: np.ndarray, best: int,
+              sd: float) -> PredictorChoice:
+    """The switch rule checked once on rows neither the ridge nor the margin saw: where its switches
+    lose to the best single expert on the calibration rows (mean gain below 0), it is dropped for
+    "never switch on predicted quality". Cross-validation picks the best of several margins on the
+    same rows, so its winner is optimistic; this second look catches the rules that won by chance."""
+    picks = choose(predicted_cal, np.zeros(predicted_cal.shape[1]), 0.0, choice.margin, best)
+    full = np.isfinite(s_cal).all(axis=1)
+    gain = mean_picked(s_cal, picks) - mean_picked(s_cal, np.full(len(s_cal), best)) if full.any() else float("nan")
+    never = MARGINS_SD[-1] * sd
+    if choice.margin < never and np.isfinite(gain) and gain < 0:
+        return replace(choice, margin=never, calibration_gain=float(gain))
+    return replace(choice, calibration_gain=float(gain))
+
+
 def lam_grid(scores: np.ndarray) -> list[float]:
     """Prices from 0 to far past the score range: the last points send everything to the cheapest."""
     spread = float(np.nanmax(scores) - np.nanmin(scores)) if np.isfinite(scores).any() else 1.0
@@ -185,8 +201,10 @@ def fit_stage2(x_fit: np.ndarray, s_fit: np.ndarray, x_cal: np.ndarray, s_cal: n
     operating points and knob prices from the calibration rows."""
     choice = select_predictor(x_fit, s_fit, best, experts, seed, groups)
     predictor = fit_ridge(x_fit, s_fit, choice.alpha, experts)
+    predicted_cal = predictor.predict(x_cal, np.zeros((len(x_cal), 0)))
+    choice = validated(choice, predicted_cal, s_cal, best, float(np.nanstd(s_fit)) or 1.0)
     lams = lam_grid(s_fit)
-    points = operating_points(predictor.predict(x_cal, np.zeros((len(x_cal), 0))), s_cal, costs, choice.margin, best, lams)
+    points = operating_points(predicted_cal, s_cal, costs, choice.margin, best, lams)
     cheapest = int(np.argmin(costs)) if len(set(costs.tolist())) > 1 else best
     knobs = knob_lams(points, mean_picked(s_cal, np.full(len(s_cal), cheapest)))
     return Stage2(predictor, choice, costs, best, lams, points, knobs)

@@ -42,6 +42,21 @@ def test_with_a_per_prompt_signal_the_router_beats_the_best_single_expert() -> N
     assert report["headroom_share"] > 0.3
 
 
+def test_a_rule_that_loses_on_the_calibration_rows_is_turned_off() -> None:
+    """Fit rows where the specialist wins on x0 > 0, calibration rows where that signal is reversed
+    (a new prompt source): the switch rule cross-validation kept must be dropped, and the router
+    then stays on the best single expert at coe:quality."""
+    x, s = _data(1200, signal=True, seed=4)
+    x_cal, s_cal = _data(300, signal=True, seed=5)
+    x_cal = x_cal.copy()
+    x_cal[:, 0] = -x_cal[:, 0]
+    kept = fit_stage2(x[:900], s[:900], x[900:], s[900:], np.ones(3), 0, EXPERTS)
+    dropped = fit_stage2(x[:900], s[:900], x_cal, s_cal, np.ones(3), 0, EXPERTS)
+    assert kept.choice.calibration_gain > 0 and kept.choice.margin < 1.0
+    assert dropped.choice.calibration_gain < 0 and dropped.choice.margin > 100
+    assert dropped.points[0]["quality"] == pytest.approx(mean_picked(s_cal, np.zeros(300, dtype=int)))
+
+
 def test_on_noise_it_stays_within_noise_of_the_best_single_expert() -> None:
     x, s = _data(1500, signal=False, seed=2)
     stage2 = fit_stage2(x[:900], s[:900], x[900:1200], s[900:1200], np.ones(3), 0, EXPERTS)
