@@ -104,11 +104,20 @@ class BreakerPolicy(StrictModel):
     open_s: float = Field(15.0, gt=0, description="How long it stays open before one half-open probe is let through.")
 
 
+DEFAULT_REPLICA_QUEUE_S = 10.0
+
+
 class StreamTimeouts(StrictModel):
     """Bounds on a streaming answer, enforced at CoE's door for every kind of expert."""
 
     first_token_s: float = Field(30.0, gt=0, description="From the request to the first piece of the answer.")
     stall_s: float = Field(30.0, gt=0, description="Longest silence between two pieces.")
+    queue_s: float | None = Field(
+        None, gt=0, description="Longest wait for a local expert's replica to accept a request. A replica "
+        "restarting after a crash takes about a minute; past this the request goes to a fallback (or fails with "
+        "503 and Retry-After) instead of waiting for it. Default: 10 s, or no bound for an expert that scales to "
+        "zero (its first request waits for a boot).",
+    )
 
 
 class ScalingOptions(StrictModel):
@@ -168,6 +177,12 @@ class ExpertConfig(StrictModel):
         None, ge=0, description="Price in $ per million input tokens the router weighs against quality (default: "
         "LiteLLM's price map for a remote model it knows, else from the active parameters: see coe/experts/costs.py).",
     )
+
+    def replica_queue_s(self) -> float | None:
+        """How long a request may wait for one of this expert's replicas to accept it (None: no bound)."""
+        if self.timeouts.queue_s is not None:
+            return self.timeouts.queue_s
+        return None if self.scaling is not None and self.scaling.min_replicas == 0 else DEFAULT_REPLICA_QUEUE_S
 
     @model_validator(mode="after")
     def _one_source(self) -> "ExpertConfig":

@@ -17,8 +17,9 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 def retryable(err: CoEError) -> bool:
-    """Worth another attempt on the same expert."""
-    return err.status_code in RETRYABLE_STATUS and not isinstance(err, Overloaded)
+    """Worth another attempt on the same expert. Not when no replica of a local expert accepted the
+    call within its queue bound: it is restarting (or swamped) for longer than a retry's backoff."""
+    return err.status_code in RETRYABLE_STATUS and not isinstance(err, Overloaded) and err.code != "replica_unavailable"
 
 
 def another_expert_may_answer(err: CoEError) -> bool:

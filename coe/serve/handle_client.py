@@ -7,6 +7,7 @@ unwrapped here so the HTTP layer can answer with the right status.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -35,19 +36,40 @@ def _plain(err: CoEError) -> CoEError:
 
 
 class ServeHandleClient(ExpertBackend):
-    def __init__(self, expert_id: str, handle: Any) -> None:
+    def __init__(self, expert_id: str, handle: Any, queue_s: float | None = None) -> None:
         self.expert_id = expert_id
         self.handle = handle
+        self.queue_s = queue_s
+
+    async def _accepted(self, response: Any) -> None:
+        """Wait until a replica has accepted the call, at most `queue_s`. Serve's handle otherwise holds a
+        request for as long as the deployment has no running replica (about a minute while a crashed
+        one restarts), which a fallback could have answered in that time."""
+        assigned = getattr(response, "_fetch_future_result_async", None)
+        if self.queue_s is None or assigned is None:  # a Ray without it: Serve's own unbounded wait
+            return
+        try:
+            await asyncio.wait_for(assigned(), self.queue_s)
+        except asyncio.TimeoutError:
+            response.cancel()
+            err = ExpertUnavailable(f"no replica of expert '{self.expert_id}' accepted the request within "
+                                    f"{self.queue_s:g} s (restarting?)", code="replica_unavailable")
+            err.retry_after_s = self.queue_s
+            raise err from None
 
     async def chat(self, request: GenerationRequest) -> GenerationResult:
+        response = self.handle.chat.remote(request)
+        await self._accepted(response)
         try:
-            return await self.handle.chat.remote(request)
+            return await response
         except Exception as err:
             reraise_from_replica(err, self.expert_id)
 
     async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        response = self.handle.options(stream=True).chat_stream.remote(request)
+        await self._accepted(response)
         try:
-            async for delta in self.handle.options(stream=True).chat_stream.remote(request):
+            async for delta in response:
                 yield delta
         except Exception as err:
             reraise_from_replica(err, self.expert_id)

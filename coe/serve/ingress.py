@@ -46,7 +46,7 @@ class Ingress:
             if expert.remote is not None:
                 experts[expert.id] = LiteLLMBackend(expert.id, expert.remote)
             else:
-                experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id])
+                experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id], expert.replica_queue_s())
         router = None
         if config.router is not None:
             from coe.routing.service import RoutingService

@@ -59,6 +59,7 @@ def service_config(port: int, router: Path, variant: Path, moes: dict[str, Path]
                 "prompt_format": "completion",
                 "engine": {"cpu_bind": "1", "max_model_len": 1024},
                 "fallbacks": [SMOL],  # test_replica_killed: a stream cut by a dead replica ends on SmolLM2
+                "timeouts": {"queue_s": 5},  # ...and while it restarts, its requests go to SmolLM2 after 5 s
             },
             {
                 "id": VARIANT,

@@ -3,8 +3,9 @@
 Gemma's config names SmolLM2 as its fallback (conftest). The client's stream must go on as one answer:
 the text sent before the kill stays, SmolLM2 continues it as an assistant prefill, the finish reason is
 a real one (never "incomplete"), no error event, and the final chunk names both experts. Ray Serve then
-restarts the replica; the test waits until Gemma answers again, so the tests after it see the service
-as it was. Only a process under this session's own `coe serve` is killed, found by walking its
+restarts the replica; meanwhile Gemma's requests are answered by SmolLM2 once no replica has accepted
+them within Gemma's queue_s, and the test waits until Gemma answers again, so the tests after it see the
+service as it was. Only a process under this session's own `coe serve` is killed, found by walking its
 process tree (never by name across the machine).
 """
 
@@ -70,15 +71,20 @@ def test_a_stream_cut_by_a_killed_replica_completes_on_the_fallback(coe_server, 
     served = events[-1]["coe"]["served_by"]
     assert served[0] == GEMMA and SMOL in served, events[-1]["coe"]
 
-    # Until Ray Serve has a new Gemma replica, Gemma's requests are answered by its fallback.
-    started, during = time.monotonic(), []
+    # Until Ray Serve has a new Gemma replica, Gemma's requests are answered by its fallback: no replica
+    # accepts them within Gemma's queue_s (5 s here), so they do not wait the restart out in Serve's queue.
+    started, during, waits = time.monotonic(), [], []
     while time.monotonic() - started < RECOVERY_TIMEOUT_S:
+        sent = time.monotonic()
         reply = httpx.post(f"{base_url}/chat/completions", timeout=180,
                            json={"model": GEMMA, "messages": PROMPT, "max_tokens": 4, "temperature": 0})
+        waits.append(round(time.monotonic() - sent, 1))
         assert reply.status_code == 200, reply.text
         during.append(reply.headers["x-coe-expert"])
         if during[-1] == GEMMA:
             break
         time.sleep(3)
     assert during[-1] == GEMMA, f"Gemma did not answer again within {RECOVERY_TIMEOUT_S} s: {during}"
-    print(f"replica killed: Gemma back after {time.monotonic() - started:.0f} s; answers meanwhile by {set(during)}")
+    assert during[0] == SMOL, f"the first request after the kill waited for Gemma's restart: {list(zip(during, waits))}"
+    print(f"replica killed: Gemma back after {time.monotonic() - started:.0f} s; answers meanwhile by "
+          f"{list(zip(during, waits))} (expert, seconds)")

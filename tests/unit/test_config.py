@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from coe.config import ConfigError, PromptFormat, load_config, parse_config
+from coe.config import ConfigError, ExpertConfig, PromptFormat, load_config, parse_config
 
 
 def test_default_config_ships_both_bundled_experts_and_the_built_ones_as_optional() -> None:
@@ -96,3 +96,12 @@ def test_a_built_router_that_is_not_built_yet_is_skipped_with_what_to_run(tmp_pa
     (tmp_path / "routers" / "default" / "router.json").write_text("{}")
     served, skipped = without_missing_optional(config)
     assert served.router is not None and not skipped
+
+
+def test_a_replica_queue_bound_defaults_to_10_s_but_not_for_an_expert_that_scales_to_zero() -> None:
+    """A restarting replica must not hold requests for a minute; a scaled-to-zero expert's first
+    request has to wait for its boot, so it gets no bound unless one is set."""
+    assert ExpertConfig(id="a", weights="/w").replica_queue_s() == 10.0
+    cold = {"min_replicas": 0, "max_replicas": 1}
+    assert ExpertConfig(id="a", weights="/w", scaling=cold).replica_queue_s() is None
+    assert ExpertConfig(id="a", weights="/w", scaling=cold, timeouts={"queue_s": 90}).replica_queue_s() == 90
