@@ -16,7 +16,7 @@ held-out report (router_training.curve_report) on:
               subjects; RouteLLM's public data), priced from LiteLLM's map ($0.60 vs $10.00 per
               Mtok input): 3 random 60/20/20 splits grouped by question text, and leave-one-domain-out
               (STEM / humanities / social sciences / other).
-  alpacaeval-pairwise  (only with --only) the same AlpacaEval splits, trained from pairwise
+  alpacaeval-pairwise  the same AlpacaEval splits, trained from pairwise
               preferences instead of scores: per training prompt --pairs-per-prompt random expert
               pairs, winner = the higher judged preference, reduced to scores by
               router_training.preferences (Bradley-Terry); reported on the held-out true scores.
