@@ -37,6 +37,7 @@ from coe.experts.costs import relative_costs
 from coe.paths import cache_subdir, results_dir
 from router_training.classifiers import train_classifier
 from router_training.curve_report import write_report
+from router_training.pipeline import rows_within
 from router_training.score_predictor import features, fit_stage2
 from router_training.splits import stratified_split
 
@@ -50,20 +51,23 @@ def stage1_probabilities(vectors: np.ndarray, labels: np.ndarray, fit_rows: np.n
 
 def run_split(name: str, vectors: np.ndarray, labels: np.ndarray, scores: np.ndarray, costs: np.ndarray,
               experts: list[str], train: np.ndarray, held: np.ndarray, out: Path, seed: int,
-              train_scores: np.ndarray | None = None) -> dict:
+              train_scores: np.ndarray | None = None, comparisons: np.ndarray | None = None) -> dict:
     """Fit (75%) and calibrate (25%) inside `train`, report on `held`. `train_scores` (default: `scores`)
-    is what the router learns from; the report always uses `scores`."""
+    is what the router learns from, `comparisons` (row, a, b, outcome) the preferences they were
+    imputed from; the report always uses `scores`."""
     learned = scores if train_scores is None else train_scores
     inner = stratified_split(labels[train].tolist(), seed=seed, fractions=(0.75, 0.125, 0.125))
     fit_rows = train[np.array(inner.train)]
     cal_rows = train[np.array(inner.calibration + inner.heldout)]
     x = features(vectors, stage1_probabilities(vectors, labels, fit_rows))
     best = int(np.argmax(np.nanmean(learned[train], axis=0)))
-    stage2 = fit_stage2(x[fit_rows], learned[fit_rows], x[cal_rows], learned[cal_rows], costs, best, experts, seed)
+    stage2 = fit_stage2(x[fit_rows], learned[fit_rows], x[cal_rows], learned[cal_rows], costs, best, experts, seed,
+                        cal_comparisons=rows_within(comparisons, cal_rows))
     report = stage2.report(x[held], scores[held], seed=seed)
     report["split"] = name
     report["predictor"] = {"alpha": stage2.choice.alpha, "margin": stage2.choice.margin,
-                           "calibration_gain": stage2.choice.calibration_gain}
+                           "calibration_gain": stage2.choice.calibration_gain,
+                           "calibration_basis": stage2.choice.calibration_basis, "calibration_n": stage2.choice.calibration_n}
     write_report(report, out, name, stem=name.replace(" ", "_").replace("/", "-"))
     return report
 
@@ -127,7 +131,7 @@ def alpacaeval_pairwise(out: Path, pairs_per_prompt: int) -> list[dict]:
     preferences: the reduction `--scores` applies to a preference file); the report scores it with the
     judged quality of the held-out prompts, as the score-trained rows are."""
     from router_training import pref_analysis as pa
-    from router_training.preferences import preference_scores
+    from router_training.preferences import comparison_table, preference_scores
 
     m = pa.load_pref_matrix(pa.DEFAULT_CSV)
     vectors = pa.embed_prompts(m.instructions, cache_subdir("pref-embeddings"))
@@ -142,8 +146,10 @@ def alpacaeval_pairwise(out: Path, pairs_per_prompt: int) -> list[dict]:
             keys, strengths = preference_scores(comparisons, experts)
             learned = np.full_like(judged, np.nan)
             learned[[int(prompt) for prompt, _ in keys]] = strengths
+            table = comparison_table(comparisons, experts, {key: int(key[0]) for key in keys})
             report = run_split(f"alpacaeval-pairs{pairs_per_prompt} {setname} {split_name}", vectors, tags, judged,
-                               np.ones(len(cols)), experts, train, held, out, seed=0, train_scores=learned)
+                               np.ones(len(cols)), experts, train, held, out, seed=0, train_scores=learned,
+                               comparisons=table)
             rows.append(report)
             print(summary_line(report), flush=True)
     return rows

@@ -14,13 +14,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from coe.routing.artifact import RouterArtifact
 from router_training.data import DataFileError, LabelledPrompt
 from router_training.splits import group_by_label
+
+if TYPE_CHECKING:
+    from router_training.score_predictor import PredictorChoice
 
 Progress = Callable[[str], None]
 
@@ -83,6 +86,7 @@ class KShotScores:
     matrix: np.ndarray  # [n_prompts, n_experts], NaN = invalid / not scored
     invalid: int = 0
     unanswered: int = 0  # requests an expert could not answer (e.g. prompt past its context): left out
+    comparisons: np.ndarray | None = None  # (row, a, b, outcome) when the scores were imputed from preferences
 
 
 def score_by_answering(
@@ -114,7 +118,7 @@ def read_precomputed(path: Path, experts: Sequence[str], k: int | None, seed: in
     a public leaderboard); or pairwise preferences {"prompt", "category", "model_a", "model_b",
     "winner"}, turned into per-prompt Bradley-Terry strengths (router_training.preferences). One file
     holds one kind. K prompts per category are drawn from the file, seeded."""
-    rows = _read_score_file(path, experts)
+    rows, comparisons = _read_score_file(path, experts)
     texts = [text for text, _ in rows]
     repeated = len(texts) - len(set(texts))
     if repeated:
@@ -123,16 +127,22 @@ def read_precomputed(path: Path, experts: Sequence[str], k: int | None, seed: in
     chosen = kshot_sample(items, range(len(items)), k, seed)
     keys = list(rows)
     matrix = np.array([[rows[keys[i]].get(e, np.nan) for e in experts] for i in chosen], dtype=float)
-    return KShotScores([items[i].text for i in chosen], [items[i].category for i in chosen], matrix)
+    table = None
+    if comparisons is not None:
+        from router_training.preferences import comparison_table
+
+        table = comparison_table(comparisons, experts, {keys[i]: row for row, i in enumerate(chosen)})
+    return KShotScores([items[i].text for i in chosen], [items[i].category for i in chosen], matrix, comparisons=table)
 
 
 SCORE_FIELDS = "prompt, category, expert, score"
 PREFERENCE_FIELDS = "prompt, category, model_a, model_b, winner"
 
 
-def _read_score_file(path: Path, experts: Sequence[str]) -> dict[tuple[str, str], dict[str, float]]:
-    """(prompt, category) -> expert -> score. Keyed by both, so the same text labelled twice stays
-    two rows (and is reported). A bad line, or a line of the other kind, names file and line."""
+def _read_score_file(path: Path, experts: Sequence[str]) -> tuple[dict[tuple[str, str], dict[str, float]], list | None]:
+    """(prompt, category) -> expert -> score, and the comparisons when the file holds preferences.
+    Keyed by both, so the same text labelled twice stays two rows (and is reported). A bad line, or a
+    line of the other kind, names file and line."""
     import json
 
     from router_training.preferences import Comparison, parse_winner, preference_scores
@@ -166,8 +176,8 @@ def _read_score_file(path: Path, experts: Sequence[str]) -> dict[tuple[str, str]
             raise DataFileError(f"{path}: no comparison between two of the experts {', '.join(experts)}")
         print(f"  {path}: {len(comparisons)} pairwise preferences over {len(keys)} prompts -> Bradley-Terry "
               f"strengths per prompt (logit units)", flush=True)
-        return {key: dict(zip(experts, matrix[i].tolist())) for i, key in enumerate(keys)}
-    return rows
+        return {key: dict(zip(experts, matrix[i].tolist())) for i, key in enumerate(keys)}, comparisons
+    return rows, None
 
 
 SERVABLE_CLASSIFIERS = ("logreg",)
@@ -246,15 +256,11 @@ def train_router(
     if len(set(costs.tolist())) == 1:
         progress("no price for every expert (set cost_per_mtok in coe.yaml): every expert counts as the same cost, "
                  "so coe:balanced, coe:cheap and coe:budget-B route as coe:quality")
-    stage2 = fit_stage2(x[fit_rows], scores[fit_rows], x[cal_rows], scores[cal_rows], costs, best, plan.experts, plan.seed)
+    stage2 = fit_stage2(x[fit_rows], scores[fit_rows], x[cal_rows], scores[cal_rows], costs, best, plan.experts, plan.seed,
+                        cal_comparisons=rows_within(evidence.comparisons, cal_rows))
     choice = stage2.choice
     never = choice.margin >= 100 * (float(np.nanstd(scores[fit_rows])) or 1.0)
-    progress(f"predictor: ridge alpha {choice.alpha:g}, switch margin {choice.margin:.3g}"
-             + (" (no switch paid out of fold: stays on the best single expert unless a price moves it)" if never else "")
-             + f"; out-of-fold mean score {choice.cv_quality:.4f} vs best single {general} {choice.cv_best_single:.4f}"
-             + (f"; on the calibration rows its switches gained {choice.calibration_gain:+.4f}"
-                + (" (a loss: switching turned off)" if never and choice.calibration_gain < 0 else "")
-                if np.isfinite(choice.calibration_gain) else ""))
+    progress(predictor_summary(choice, general, never))
     report = stage2.report(x[held_rows], scores[held_rows], seed=plan.seed)
     if report.get("heldout_n"):
         share = report["headroom_share"]
@@ -289,7 +295,8 @@ def train_router(
         inputs_sha256=plan.inputs_sha256,
         predictor={"kind": "ridge", "alpha": choice.alpha, "margin": choice.margin, "experts": list(plan.experts),
                    "cv_quality": choice.cv_quality, "cv_best_single": choice.cv_best_single, "folds": choice.folds,
-                   "calibration_gain": choice.calibration_gain},
+                   "calibration_gain": choice.calibration_gain, "calibration_basis": choice.calibration_basis,
+                   "calibration_n": choice.calibration_n},
         relative_costs=relative,
         operating_points=stage2.points,
         knob_lams=stage2.knobs,
@@ -300,6 +307,32 @@ def train_router(
     written = write_report(report, folder / "report", f"router {artifact.version}: held-out quality against spend")
     progress(f"router written to {folder} in {time.monotonic() - started:.0f} s; report: {written[1]}")
     return folder
+
+
+def predictor_summary(choice: PredictorChoice, general: str, never: bool) -> str:
+    """One progress line: the predictor's knobs, its out-of-fold score, and what the calibration
+    check saw (in score units, or pick-vs-best-single win margin for preferences)."""
+    line = (f"predictor: ridge alpha {choice.alpha:g}, switch margin {choice.margin:.3g}"
+            f"; out-of-fold mean score {choice.cv_quality:.4f} vs best single {general} {choice.cv_best_single:.4f}")
+    if choice.calibration_basis == "comparisons":
+        line += (f"; on the calibration prompts its switches won {choice.calibration_gain:+.3f} (wins - losses, per "
+                 f"comparison) of {choice.calibration_n} comparisons with {general}"
+                 if choice.calibration_n else f"; no calibration comparison of a switch against {general}")
+    elif np.isfinite(choice.calibration_gain):
+        line += f"; on the calibration rows its switches gained {choice.calibration_gain:+.4f}"
+    if never:
+        line += ("; switching on predicted quality is off (it did not pay, or could not be checked): the router stays "
+                 "on the best single expert unless a price moves it")
+    return line
+
+
+def rows_within(comparisons: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    """The comparisons on `rows`, renumbered to positions in `rows`."""
+    if comparisons is None:
+        return None
+    position = {int(r): i for i, r in enumerate(rows)}
+    kept = [(position[int(c[0])], *c[1:]) for c in comparisons if int(c[0]) in position]
+    return np.array(kept, dtype=float).reshape(-1, 4)
 
 
 def cached_embeddings(embedder: Any, texts: list[str], progress: Progress) -> np.ndarray:

@@ -100,3 +100,13 @@ def preference_scores(comparisons: Sequence[Comparison], experts: Sequence[str])
         mine = order[bounds[i]:bounds[i + 1]]
         matrix[i] = fit_strengths(pairs[mine], outcomes[mine], category_s[category], TAU_PROMPT)
     return keys, matrix
+
+
+def comparison_table(comparisons: Sequence[Comparison], experts: Sequence[str],
+                     row_of: dict[tuple[str, str], int]) -> np.ndarray:
+    """(row, a, b, outcome) per comparison between two of `experts` on a prompt in `row_of`
+    ((prompt, category) -> row): the raw judgments a router trained on them is checked against."""
+    index = {e: j for j, e in enumerate(experts)}
+    table = [(row_of[(c.prompt, c.category)], index[c.a], index[c.b], c.outcome) for c in comparisons
+             if c.a in index and c.b in index and c.a != c.b and (c.prompt, c.category) in row_of]
+    return np.array(table, dtype=float).reshape(-1, 4)

@@ -29,6 +29,9 @@ ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 MARGINS_SD = (0.0, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 1e3)
 N_FOLDS = 5
 STANDARD_ERRORS = 1.0  # how far above noise an out-of-fold gain must be for a switch rule to be kept
+# A router trained from pairwise preferences checks its switches on the calibration prompts'
+# comparisons of the pick against the best single expert; with fewer of them, it does not switch.
+MIN_DIRECT_COMPARISONS = 10
 
 
 def features(vectors: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -70,6 +73,8 @@ class PredictorChoice:
     cv_best_single: float  # the best single expert's mean on the same rows
     folds: int
     calibration_gain: float = float("nan")  # the rule's mean gain over the best single on the calibration rows
+    calibration_basis: str = "scores"  # or "comparisons": pick vs best single, +1 won / 0 tie / -1 lost
+    calibration_n: int = 0  # calibration rows (scores) or direct comparisons the check saw
 
 
 def cv_folds(n: int, groups: Sequence[str] | None, seed: int) -> list[np.ndarray]:
@@ -132,19 +137,47 @@ def select_predictor(x: np.ndarray, y: np.ndarray, best: int, experts: Sequence[
     return PredictorChoice(alpha, m * sd, quality, mean_picked(y, np.full(n, best)), len(parts))
 
 
+def comparison_gains(picks: np.ndarray, comparisons: np.ndarray, best: int) -> np.ndarray:
+    """+1 (pick won), 0 (tie), -1 (pick lost) for each comparison between a prompt's pick and the best
+    single expert, on prompts where the rule switched. `comparisons` rows are (row, a, b, outcome),
+    outcome 1 when a won. The raw judgments, where imputed per-prompt scores would mostly repeat the
+    category prior the predictor already learned from."""
+    if len(comparisons) == 0:
+        return np.zeros(0)
+    row, a, b = (comparisons[:, k].astype(int) for k in range(3))
+    outcome = comparisons[:, 3]
+    pick = picks[row]
+    direct = (pick != best) & (((a == pick) & (b == best)) | ((a == best) & (b == pick)))
+    pick_won = np.where(a == pick, outcome, 1.0 - outcome)
+    return 2.0 * pick_won[direct] - 1.0
+
+
 def validated(choice: PredictorChoice, predicted_cal: np.ndarray, s_cal: np.ndarray, best: int,
-              sd: float) -> PredictorChoice:
+              sd: float, comparisons: np.ndarray | None = None) -> PredictorChoice:
     """The switch rule checked once on rows neither the ridge nor the margin saw: where its switches
     lose to the best single expert on the calibration rows (mean gain below 0), it is dropped for
     "never switch on predicted quality". Cross-validation picks the best of several margins on the
-    same rows, so its winner is optimistic; this second look catches the rules that won by chance."""
+    same rows, so its winner is optimistic; this second look catches the rules that won by chance.
+
+    Given the calibration rows' pairwise `comparisons`, the check uses them instead of the scores
+    imputed from them: the switched prompts' comparisons of pick against best single must be at least
+    MIN_DIRECT_COMPARISONS and won more often than lost, else the rule is dropped (a switch the data
+    cannot check is not made)."""
     picks = choose(predicted_cal, np.zeros(predicted_cal.shape[1]), 0.0, choice.margin, best)
+    never = MARGINS_SD[-1] * sd
+    if comparisons is not None:
+        gains = comparison_gains(picks, comparisons, best)
+        gain = float(gains.mean()) if len(gains) else float("nan")
+        checked = replace(choice, calibration_gain=gain, calibration_basis="comparisons", calibration_n=len(gains))
+        if choice.margin < never and (len(gains) < MIN_DIRECT_COMPARISONS or gain <= 0):
+            return replace(checked, margin=never)
+        return checked
     full = np.isfinite(s_cal).all(axis=1)
     gain = mean_picked(s_cal, picks) - mean_picked(s_cal, np.full(len(s_cal), best)) if full.any() else float("nan")
-    never = MARGINS_SD[-1] * sd
+    checked = replace(choice, calibration_gain=float(gain), calibration_n=int(full.sum()))
     if choice.margin < never and np.isfinite(gain) and gain < 0:
-        return replace(choice, margin=never, calibration_gain=float(gain))
-    return replace(choice, calibration_gain=float(gain))
+        return replace(checked, margin=never)
+    return checked
 
 
 def lam_grid(scores: np.ndarray) -> list[float]:
@@ -196,13 +229,15 @@ class Stage2:
 
 
 def fit_stage2(x_fit: np.ndarray, s_fit: np.ndarray, x_cal: np.ndarray, s_cal: np.ndarray, costs: np.ndarray,
-               best: int, experts: Sequence[str], seed: int = 0, groups: Sequence[str] | None = None) -> Stage2:
+               best: int, experts: Sequence[str], seed: int = 0, groups: Sequence[str] | None = None,
+               cal_comparisons: np.ndarray | None = None) -> Stage2:
     """Predictor (and its ridge strength and margin) from the fit rows, `groups` their categories;
-    operating points and knob prices from the calibration rows."""
+    operating points and knob prices from the calibration rows. `cal_comparisons` (row in the
+    calibration rows, a, b, outcome): the pairwise judgments the scores were imputed from, when they were."""
     choice = select_predictor(x_fit, s_fit, best, experts, seed, groups)
     predictor = fit_ridge(x_fit, s_fit, choice.alpha, experts)
     predicted_cal = predictor.predict(x_cal, np.zeros((len(x_cal), 0)))
-    choice = validated(choice, predicted_cal, s_cal, best, float(np.nanstd(s_fit)) or 1.0)
+    choice = validated(choice, predicted_cal, s_cal, best, float(np.nanstd(s_fit)) or 1.0, cal_comparisons)
     lams = lam_grid(s_fit)
     points = operating_points(predicted_cal, s_cal, costs, choice.margin, best, lams)
     cheapest = int(np.argmin(costs)) if len(set(costs.tolist())) > 1 else best

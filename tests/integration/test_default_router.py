@@ -86,3 +86,27 @@ def test_a_bad_input_line_is_named_with_its_line_number(tmp_path: Path, bad: str
     prompts.write_text('{"prompt": "fine"}\n' + bad + "\n")
     proc = coe("route", "--input", str(prompts), "--router", str(BUILT))
     assert proc.returncode == 2 and f"{prompts}:2:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_trained_from_the_same_evidence_as_preferences_its_switches_are_checked_on_them(tmp_path: Path) -> None:
+    """The local experts' scores turned into every pairwise judgment they imply: the artifact records
+    that the switch rule was checked on calibration comparisons, not on the imputed scores."""
+    by_prompt: dict[tuple[str, str], dict[str, float]] = {}
+    for line in SCORES.read_text().splitlines():
+        item = json.loads(line)
+        by_prompt.setdefault((item["prompt"], item["category"]), {})[item["expert"]] = item["score"]
+    lines = []
+    for (prompt, category), scores in by_prompt.items():
+        experts = sorted(scores)
+        for i, a in enumerate(experts):
+            for b in experts[i + 1:]:
+                winner = "tie" if scores[a] == scores[b] else ("model_a" if scores[a] > scores[b] else "model_b")
+                lines.append(json.dumps({"prompt": prompt, "category": category, "model_a": a, "model_b": b,
+                                         "winner": winner}))
+    prefs = tmp_path / "prefs.jsonl"
+    prefs.write_text("\n".join(lines) + "\n")
+    proc = coe("train-router", "--scores", str(prefs), "--k", "all", "--name", "prefs", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    predictor = json.loads((tmp_path / "prefs" / "router.json").read_text())["predictor"]
+    assert predictor["calibration_basis"] == "comparisons" and isinstance(predictor["calibration_n"], int)
+    assert "pairwise preferences" in " ".join(proc.stdout.split())

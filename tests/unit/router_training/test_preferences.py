@@ -56,6 +56,10 @@ def test_a_preference_file_becomes_a_score_matrix(tmp_path: Path) -> None:
     by_category = {c: evidence.matrix[[i for i, cat in enumerate(evidence.categories) if cat == c]] for c in ("math", "code")}
     assert (by_category["math"][:, 0] > by_category["math"][:, 1]).all()  # x wins math
     assert (by_category["code"][:, 1] > by_category["code"][:, 0]).all()  # y wins code
+    # The raw judgments travel with the imputed scores, one row per kept comparison, on the row of its prompt.
+    assert evidence.comparisons is not None and evidence.comparisons.shape == (13, 4)
+    row_q0 = evidence.prompts.index("q0")
+    assert sorted(evidence.comparisons[evidence.comparisons[:, 0] == row_q0][:, 3].tolist()) == [0.0, 0.5]
 
 
 @pytest.mark.parametrize(("line", "message"), [

@@ -57,6 +57,34 @@ def test_a_rule_that_loses_on_the_calibration_rows_is_turned_off() -> None:
     assert dropped.points[0]["quality"] == pytest.approx(mean_picked(s_cal, np.zeros(300, dtype=int)))
 
 
+def _comparisons(s: np.ndarray, pairs_per_row: int, seed: int) -> np.ndarray:
+    """(row, a, b, outcome) judged from the true scores: the higher score wins, equal scores tie."""
+    rng = np.random.default_rng(seed)
+    table = []
+    for row in range(len(s)):
+        for _ in range(pairs_per_row):
+            a, b = rng.choice(s.shape[1], size=2, replace=False)
+            table.append((row, a, b, 0.5 if s[row, a] == s[row, b] else float(s[row, a] > s[row, b])))
+    return np.array(table, dtype=float)
+
+
+def test_a_preference_trained_rule_is_checked_on_the_raw_comparisons() -> None:
+    """With the calibration rows' comparisons, the check uses them, not the imputed scores: a rule
+    whose switches win their comparisons stays; reversed judgments, or too few comparisons of the
+    pick against the best single expert to tell, drop it."""
+    x, s = _data(1200, signal=True, seed=4)
+    dense = _comparisons(s[900:], pairs_per_row=3, seed=0)
+    kept = fit_stage2(x[:900], s[:900], x[900:], s[900:], np.ones(3), 0, EXPERTS, cal_comparisons=dense)
+    reversed_ = dense.copy()
+    reversed_[:, 3] = 1.0 - reversed_[:, 3]
+    lost = fit_stage2(x[:900], s[:900], x[900:], s[900:], np.ones(3), 0, EXPERTS, cal_comparisons=reversed_)
+    sparse = fit_stage2(x[:900], s[:900], x[900:], s[900:], np.ones(3), 0, EXPERTS, cal_comparisons=dense[:20])
+    assert kept.choice.calibration_basis == "comparisons" and kept.choice.calibration_n >= 10
+    assert kept.choice.calibration_gain > 0 and kept.choice.margin < 1.0
+    assert lost.choice.calibration_gain < 0 and lost.choice.margin > 100
+    assert sparse.choice.calibration_n < 10 and sparse.choice.margin > 100
+
+
 def test_on_noise_it_stays_within_noise_of_the_best_single_expert() -> None:
     x, s = _data(1500, signal=False, seed=2)
     stage2 = fit_stage2(x[:900], s[:900], x[900:1200], s[900:1200], np.ones(3), 0, EXPERTS)
