@@ -59,15 +59,17 @@ def run_split(name: str, vectors: np.ndarray, labels: np.ndarray, scores: np.nda
     inner = stratified_split(labels[train].tolist(), seed=seed, fractions=(0.75, 0.125, 0.125))
     fit_rows = train[np.array(inner.train)]
     cal_rows = train[np.array(inner.calibration + inner.heldout)]
-    x = features(vectors, stage1_probabilities(vectors, labels, fit_rows))
+    probabilities = stage1_probabilities(vectors, labels, fit_rows)
+    x, confidence = features(vectors, probabilities), probabilities.max(axis=1)
     best = int(np.argmax(np.nanmean(learned[train], axis=0)))
     stage2 = fit_stage2(x[fit_rows], learned[fit_rows], x[cal_rows], learned[cal_rows], costs, best, experts, seed,
-                        cal_comparisons=rows_within(comparisons, cal_rows))
-    report = stage2.report(x[held], scores[held], seed=seed)
+                        cal_comparisons=rows_within(comparisons, cal_rows), confidence_cal=confidence[cal_rows])
+    report = stage2.report(x[held], scores[held], seed=seed, confidence=confidence[held])
     report["split"] = name
     report["predictor"] = {"alpha": stage2.choice.alpha, "margin": stage2.choice.margin,
                            "calibration_gain": stage2.choice.calibration_gain,
-                           "calibration_basis": stage2.choice.calibration_basis, "calibration_n": stage2.choice.calibration_n}
+                           "calibration_basis": stage2.choice.calibration_basis, "calibration_n": stage2.choice.calibration_n,
+                           "min_confidence": stage2.choice.min_confidence}
     write_report(report, out, name, stem=name.replace(" ", "_").replace("/", "-"))
     return report
 

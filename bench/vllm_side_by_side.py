@@ -191,8 +191,14 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--arms", nargs="+", choices=("vllm", "coe"), default=["vllm", "coe"],
                         help="one arm alone (an A/B of CoE settings); the ratios need both")
+    parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="also run a third arm: CoE with these environment variables (e.g. Ray Serve knobs)")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
+    try:
+        extra_env = dict(item.split("=", 1) for item in args.coe_env)
+    except ValueError:
+        parser.error(f"--coe-env takes KEY=VALUE items, got {args.coe_env}")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
     expert = load_config().expert(EXPERT)
@@ -220,16 +226,27 @@ def main() -> int:
             coe = asyncio.run(run_arm(coe_server.url, "coe", EXPERT, args))
         finally:
             coe_server.stop()
+    tuned: list[Cell] = []
+    if extra_env:
+        print(f"CoE arm with {' '.join(args.coe_env)} ...", flush=True)
+        tuned_server = CoEServer(logs / "coe.yaml", free_port(), logs / "coe-env.log", env=extra_env).start()
+        try:
+            tuned = asyncio.run(run_arm(tuned_server.url, "coe+env", EXPERT, args))
+        finally:
+            tuned_server.stop()
 
-    for v, c in zip(vllm, coe):  # the same work on both sides, or the ratio means nothing
+    for v, c in [*zip(vllm, coe), *zip(vllm, tuned)]:  # the same work on both sides, or the ratio means nothing
         if v.completion_tokens != c.completion_tokens:
             print(f"WARNING: max_tokens {v.max_tokens}, {v.clients} clients: vLLM generated {v.completion_tokens} "
                   f"tokens, CoE {c.completion_tokens}")
     print()
     if vllm and coe:
         print(markdown(vllm, coe))
+    if vllm and tuned:
+        print(f"\nwith {' '.join(args.coe_env)}:\n" + markdown(vllm, tuned))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in coe],
+                                    "coe_env": [asdict(c) for c in tuned],
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
                                    indent=2) + "\n")
     print(f"\nwritten to {args.out}")

@@ -70,10 +70,12 @@ def spend_to_reach(points: Sequence[dict[str, Any]], target: float) -> float | N
 
 
 def heldout_curve(scores: np.ndarray, predicted: np.ndarray, costs: np.ndarray, experts: Sequence[str], best: int,
-                  margin: float, lams: Sequence[float], knob_lams: dict[str, float], seed: int = 0) -> dict[str, Any]:
-    """The report as a JSON-able dict; rows not scored for every expert are left out (counted)."""
+                  margin: float | np.ndarray, lams: Sequence[float], knob_lams: dict[str, float], seed: int = 0) -> dict[str, Any]:
+    """The report as a JSON-able dict; rows not scored for every expert are left out (counted).
+    `margin`: one, or one per row (coe.routing.predictor.gated_margin)."""
     full = np.isfinite(scores).all(axis=1)
     s, p = scores[full], predicted[full]
+    margin = margin[full] if np.ndim(margin) else margin
     n = len(s)
     if n == 0:
         return {"heldout_n": 0, "left_out": int((~full).sum()), "note": "no held-out prompt is scored for every expert"}

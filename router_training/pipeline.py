@@ -245,7 +245,9 @@ def train_router(
 
     # Stage 2, per prompt: embedding + stage-1 probabilities -> each expert's score.
     ev_vectors = cached_embeddings(embedder, evidence.prompts, progress)
-    x = features(ev_vectors, model.predict_proba(ev_vectors))
+    ev_probs = model.predict_proba(ev_vectors)
+    x = features(ev_vectors, ev_probs)
+    confidence = ev_probs.max(axis=1)
     scores = evidence.matrix
     known = np.concatenate([fit_rows, cal_rows])
     general_ranking = rank_overall(scores[known], plan.experts, plan.general_expert)
@@ -257,11 +259,11 @@ def train_router(
         progress("no price for every expert (set cost_per_mtok in coe.yaml): every expert counts as the same cost, "
                  "so coe:balanced, coe:cheap and coe:budget-B route as coe:quality")
     stage2 = fit_stage2(x[fit_rows], scores[fit_rows], x[cal_rows], scores[cal_rows], costs, best, plan.experts, plan.seed,
-                        cal_comparisons=rows_within(evidence.comparisons, cal_rows))
+                        cal_comparisons=rows_within(evidence.comparisons, cal_rows), confidence_cal=confidence[cal_rows])
     choice = stage2.choice
     never = choice.margin >= 100 * (float(np.nanstd(scores[fit_rows])) or 1.0)
     progress(predictor_summary(choice, general, never))
-    report = stage2.report(x[held_rows], scores[held_rows], seed=plan.seed)
+    report = stage2.report(x[held_rows], scores[held_rows], seed=plan.seed, confidence=confidence[held_rows])
     if report.get("heldout_n"):
         share = report["headroom_share"]
         progress(f"held-out ({report['heldout_n']} prompts): router {report['router_quality']['quality']:.4f} vs best single "
@@ -296,7 +298,7 @@ def train_router(
         predictor={"kind": "ridge", "alpha": choice.alpha, "margin": choice.margin, "experts": list(plan.experts),
                    "cv_quality": choice.cv_quality, "cv_best_single": choice.cv_best_single, "folds": choice.folds,
                    "calibration_gain": choice.calibration_gain, "calibration_basis": choice.calibration_basis,
-                   "calibration_n": choice.calibration_n},
+                   "calibration_n": choice.calibration_n, "min_confidence": choice.min_confidence},
         relative_costs=relative,
         operating_points=stage2.points,
         knob_lams=stage2.knobs,
@@ -320,6 +322,8 @@ def predictor_summary(choice: PredictorChoice, general: str, never: bool) -> str
                  if choice.calibration_n else f"; no calibration comparison of a switch against {general}")
     elif np.isfinite(choice.calibration_gain):
         line += f"; on the calibration rows its switches gained {choice.calibration_gain:+.4f}"
+    if choice.min_confidence > 0:
+        line += f"; quality switches only at stage-1 confidence >= {choice.min_confidence:.3f}"
     if never:
         line += ("; switching on predicted quality is off (it did not pay, or could not be checked): the router stays "
                  "on the best single expert unless a price moves it")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from coe.routing.predictor import ScorePredictor, choose
+from coe.routing.predictor import ScorePredictor, choose, gated_margin
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 # Switch margins in units of the scores' standard deviation; the last one means "never switch on
@@ -32,6 +32,12 @@ STANDARD_ERRORS = 1.0  # how far above noise an out-of-fold gain must be for a s
 # A router trained from pairwise preferences checks its switches on the calibration prompts'
 # comparisons of the pick against the best single expert; with fewer of them, it does not switch.
 MIN_DIRECT_COMPARISONS = 10
+# Quality switches need stage 1 to recognise the prompt: a top-category probability at least this
+# quantile of the calibration prompts' (so 20% of in-distribution prompts lose their switches). Picked
+# among five novelty gates (this one at 20%, nearest-neighbour similarity at 5% / 20%, ridge leverage
+# at 80% / 95%) in a probe on the MMLU splits, held-out domains included: the MMLU numbers are not an
+# independent test of it, AlpacaEval's are.
+GATE_QUANTILE = 0.2
 
 
 def features(vectors: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
@@ -75,6 +81,7 @@ class PredictorChoice:
     calibration_gain: float = float("nan")  # the rule's mean gain over the best single on the calibration rows
     calibration_basis: str = "scores"  # or "comparisons": pick vs best single, +1 won / 0 tie / -1 lost
     calibration_n: int = 0  # calibration rows (scores) or direct comparisons the check saw
+    min_confidence: float = 0.0  # stage-1 confidence below which no switch is made for quality
 
 
 def cv_folds(n: int, groups: Sequence[str] | None, seed: int) -> list[np.ndarray]:
@@ -153,7 +160,7 @@ def comparison_gains(picks: np.ndarray, comparisons: np.ndarray, best: int) -> n
 
 
 def validated(choice: PredictorChoice, predicted_cal: np.ndarray, s_cal: np.ndarray, best: int,
-              sd: float, comparisons: np.ndarray | None = None) -> PredictorChoice:
+              sd: float, comparisons: np.ndarray | None = None, confidence: np.ndarray | None = None) -> PredictorChoice:
     """The switch rule checked once on rows neither the ridge nor the margin saw: where its switches
     lose to the best single expert on the calibration rows (mean gain below 0), it is dropped for
     "never switch on predicted quality". Cross-validation picks the best of several margins on the
@@ -162,8 +169,9 @@ def validated(choice: PredictorChoice, predicted_cal: np.ndarray, s_cal: np.ndar
     Given the calibration rows' pairwise `comparisons`, the check uses them instead of the scores
     imputed from them: the switched prompts' comparisons of pick against best single must be at least
     MIN_DIRECT_COMPARISONS and won more often than lost, else the rule is dropped (a switch the data
-    cannot check is not made)."""
-    picks = choose(predicted_cal, np.zeros(predicted_cal.shape[1]), 0.0, choice.margin, best)
+    cannot check is not made). `confidence`: the rows' stage-1 confidence, for the gate."""
+    margin = gated_margin(choice.margin, confidence, choice.min_confidence)
+    picks = choose(predicted_cal, np.zeros(predicted_cal.shape[1]), 0.0, margin, best)
     never = MARGINS_SD[-1] * sd
     if comparisons is not None:
         gains = comparison_gains(picks, comparisons, best)
@@ -186,7 +194,7 @@ def lam_grid(scores: np.ndarray) -> list[float]:
     return [0.0] + [float(v) for v in (spread or 1.0) * np.geomspace(1e-3, 1e3, 61)]
 
 
-def operating_points(predicted: np.ndarray, scores: np.ndarray, costs: np.ndarray, margin: float, best: int,
+def operating_points(predicted: np.ndarray, scores: np.ndarray, costs: np.ndarray, margin: float | np.ndarray, best: int,
                      lams: Sequence[float]) -> list[dict[str, float]]:
     """Spend (mean relative cost of the picks) and quality of the served rule at each price."""
     points = []
@@ -220,26 +228,32 @@ class Stage2:
     points: list[dict[str, float]]  # calibrated operating points
     knobs: dict[str, float]  # mode -> lam
 
-    def report(self, x: np.ndarray, scores: np.ndarray, seed: int = 0) -> dict:
+    def report(self, x: np.ndarray, scores: np.ndarray, seed: int = 0, confidence: np.ndarray | None = None) -> dict:
         from router_training.curve_report import heldout_curve
 
         predicted = self.predictor.predict(x, np.zeros((len(x), 0)))
-        return heldout_curve(scores, predicted, self.costs, self.predictor.experts, self.best, self.choice.margin,
+        margin = gated_margin(self.choice.margin, confidence, self.choice.min_confidence)
+        return heldout_curve(scores, predicted, self.costs, self.predictor.experts, self.best, margin,
                              self.lams, self.knobs, seed=seed)
 
 
 def fit_stage2(x_fit: np.ndarray, s_fit: np.ndarray, x_cal: np.ndarray, s_cal: np.ndarray, costs: np.ndarray,
                best: int, experts: Sequence[str], seed: int = 0, groups: Sequence[str] | None = None,
-               cal_comparisons: np.ndarray | None = None) -> Stage2:
+               cal_comparisons: np.ndarray | None = None, confidence_cal: np.ndarray | None = None) -> Stage2:
     """Predictor (and its ridge strength and margin) from the fit rows, `groups` their categories;
     operating points and knob prices from the calibration rows. `cal_comparisons` (row in the
-    calibration rows, a, b, outcome): the pairwise judgments the scores were imputed from, when they were."""
+    calibration rows, a, b, outcome): the pairwise judgments the scores were imputed from, when they were.
+    `confidence_cal`: the calibration rows' stage-1 top probability; given, quality switches are gated
+    on it (GATE_QUANTILE) and the report must be given the held-out rows' confidence too."""
     choice = select_predictor(x_fit, s_fit, best, experts, seed, groups)
     predictor = fit_ridge(x_fit, s_fit, choice.alpha, experts)
     predicted_cal = predictor.predict(x_cal, np.zeros((len(x_cal), 0)))
-    choice = validated(choice, predicted_cal, s_cal, best, float(np.nanstd(s_fit)) or 1.0, cal_comparisons)
+    if confidence_cal is not None and len(confidence_cal):
+        choice = replace(choice, min_confidence=float(np.quantile(confidence_cal, GATE_QUANTILE)))
+    choice = validated(choice, predicted_cal, s_cal, best, float(np.nanstd(s_fit)) or 1.0, cal_comparisons, confidence_cal)
     lams = lam_grid(s_fit)
-    points = operating_points(predicted_cal, s_cal, costs, choice.margin, best, lams)
+    margin = gated_margin(choice.margin, confidence_cal, choice.min_confidence)
+    points = operating_points(predicted_cal, s_cal, costs, margin, best, lams)
     cheapest = int(np.argmin(costs)) if len(set(costs.tolist())) > 1 else best
     knobs = knob_lams(points, mean_picked(s_cal, np.full(len(s_cal), cheapest)))
     return Stage2(predictor, choice, costs, best, lams, points, knobs)

@@ -62,11 +62,17 @@ def _built_from(folder: Path) -> str | None:
 
 
 def inputs_digest(dataset, scores: Path | None, k, seed: int, experts, general, embedder: str, params) -> str:
-    """What a router is a function of: the same digest means the same router (make skips rebuilding)."""
+    """What a router is a function of: the same digest means the same router (make skips rebuilding).
+    The training code and the served choice rule are inputs too, so an upgrade rebuilds it."""
     import hashlib
     import json
 
+    import coe.routing.predictor
+    import router_training
+
     digest = hashlib.sha256(json.dumps([[p.text, p.category] for p in dataset]).encode())
+    for source in [*sorted(Path(router_training.__file__).parent.glob("*.py")), Path(coe.routing.predictor.__file__)]:
+        digest.update(source.read_bytes())
     digest.update(json.dumps([k, seed, list(experts), general, embedder, params]).encode())
     if scores is not None:
         digest.update(scores.read_bytes())

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 PREDICTOR_FILE = "predictor.npz"
+OUT_OF_REACH = 1e12  # a margin no predicted gain beats
 
 
 @dataclass(frozen=True)
@@ -54,25 +55,39 @@ class ScorePredictor:
         return ScorePredictor(self.weights[:, columns], self.bias[columns], tuple(experts))
 
 
-def penalties(costs: np.ndarray, lam: float, margin: float, best: int) -> np.ndarray:
+def penalties(costs: np.ndarray, lam: float, margin: float | np.ndarray, best: int) -> np.ndarray:
     """What each expert's predicted score must overcome besides its price: the margin, for every
     switch made for quality. At a price (lam > 0) a switch to a cheaper expert is made for cost, and
     the price already weighs it; a margin there would keep the best single expert until the price
-    is high enough to move every prompt at once."""
+    is high enough to move every prompt at once. `margin` may be one per prompt (gated_margin):
+    the result is then [prompts, experts]."""
     costs = np.asarray(costs, dtype=np.float64)
-    penalty = np.full(len(costs), float(margin))
+    penalty = np.zeros(np.shape(margin) + (len(costs),)) + np.asarray(margin, dtype=np.float64)[..., None]
     if lam > 0:
-        penalty[costs < costs[best]] = 0.0
-    penalty[best] = 0.0
+        penalty[..., costs < costs[best]] = 0.0
+    penalty[..., best] = 0.0
     return penalty
 
 
-def choose(predicted: np.ndarray, costs: np.ndarray, lam: float, margin: float, best: int) -> np.ndarray:
+def gated_margin(margin: float, confidence: np.ndarray | None, min_confidence: float) -> float | np.ndarray:
+    """The margin per prompt: out of reach (no switch for quality) where stage 1's top-category
+    probability is below `min_confidence`. A prompt stage 1 does not recognise is likely from a source
+    the predictor never saw, and there its predicted gains were measured to be wrong (MMLU, a held-out
+    domain: README). Cost switches are not gated: the price, not the prediction, makes them. Finite,
+    so the experts after the first keep their predicted order (the fallback order)."""
+    if confidence is None or min_confidence <= 0:
+        return margin
+    return np.where(np.asarray(confidence, dtype=np.float64) >= min_confidence, float(margin), float(margin) + OUT_OF_REACH)
+
+
+def choose(predicted: np.ndarray, costs: np.ndarray, lam: float, margin: float | np.ndarray, best: int) -> np.ndarray:
     """Index of the chosen expert per row of `predicted` ([prompts, experts]); `costs` are relative
-    (the most expensive is 1). The training-time calibration and the server both call this, so the
-    operating points in the artifact are exactly what the server does."""
+    (the most expensive is 1); `margin` one for all rows or one per row. The training-time
+    calibration and the server both call this, so the operating points in the artifact are exactly
+    what the server does."""
     costs = np.asarray(costs, dtype=np.float64)
-    utility = np.asarray(predicted, dtype=np.float64) - lam * costs[None, :] - penalties(costs, lam, margin, best)[None, :]
+    penalty = penalties(costs, lam, margin, best)
+    utility = np.asarray(predicted, dtype=np.float64) - lam * costs[None, :] - (penalty if penalty.ndim == 2 else penalty[None, :])
     return utility.argmax(axis=1)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from coe.routing.artifact import EMBEDDER_DIR, LinearClassifier, RouterArtifact
 from coe.routing.knobs import RoutingKnob
-from coe.routing.predictor import ScorePredictor, preference_order
+from coe.routing.predictor import ScorePredictor, gated_margin, preference_order
 from coe.routing.text import conversation_text
 
 
@@ -64,6 +64,7 @@ class CategoryRouter:
             self.costs = np.array([artifact.relative_costs.get(e, 1.0) for e in predictor.experts])
             self.best = list(predictor.experts).index(artifact.general_expert)
             self.margin = float(artifact.predictor["margin"])
+            self.min_confidence = float(artifact.predictor.get("min_confidence", 0.0))
 
     @classmethod
     def load(cls, folder: Path, served: set[str] | None = None) -> "CategoryRouter":
@@ -111,7 +112,9 @@ class CategoryRouter:
         decisions = []
         for row, categories in zip(predicted, ranked):
             category, confidence = categories[0]
-            order = preference_order(row, self.costs, lam, self.margin, self.best)
+            margin = float(gated_margin(self.margin, np.array([confidence]), self.min_confidence)[0]) \
+                if self.min_confidence > 0 else self.margin
+            order = preference_order(row, self.costs, lam, margin, self.best)
             scores = tuple((experts[j], float(row[j])) for j in order)
             if knob.threshold is not None and confidence < knob.threshold:
                 decisions.append(RoutingDecision(
@@ -121,7 +124,10 @@ class CategoryRouter:
                     lam))
                 continue
             chosen = experts[order[0]]
-            why = (f"best single expert {chosen}: no predicted gain beats the margin {self.margin:.3g}"
+            why = (f"best single expert {chosen}: stage-1 confidence {confidence:.2f} below {self.min_confidence:.2f}, "
+                   f"too unfamiliar a prompt to switch for quality"
+                   if order[0] == self.best and margin > self.margin else
+                   f"best single expert {chosen}: no predicted gain beats the margin {self.margin:.3g}"
                    if order[0] == self.best else
                    f"{chosen} predicted {row[order[0]]:.3f} vs {row[self.best]:.3f} for {experts[self.best]}")
             if lam > 0:

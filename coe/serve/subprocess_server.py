@@ -25,8 +25,10 @@ def free_port() -> int:
 
 
 class CoEServer:
-    def __init__(self, config_path: Path, port: int, log_path: Path, boot_timeout_s: float = 600) -> None:
+    def __init__(self, config_path: Path, port: int, log_path: Path, boot_timeout_s: float = 600,
+                 env: dict[str, str] | None = None) -> None:
         self.config_path = config_path
+        self.extra_env = dict(env or {})  # on top of this process's environment (a bench's A/B of settings)
         self.port = port
         self.log_path = log_path
         self.boot_timeout_s = boot_timeout_s
@@ -37,7 +39,7 @@ class CoEServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "CoEServer":
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "coe.cli.main", "serve", "--config", str(self.config_path), "--port", str(self.port)]
         self.proc = subprocess.Popen(
             cmd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from router_training.curve_report import frontier, heldout_curve, markdown, random_at_spend
-from router_training.score_predictor import fit_ridge, fit_stage2, knob_lams, mean_picked
+from coe.routing.predictor import choose, gated_margin
+from router_training.score_predictor import GATE_QUANTILE, fit_ridge, fit_stage2, knob_lams, mean_picked
 
 EXPERTS = ("generalist", "specialist", "tiny")
 
@@ -83,6 +84,28 @@ def test_a_preference_trained_rule_is_checked_on_the_raw_comparisons() -> None:
     assert kept.choice.calibration_gain > 0 and kept.choice.margin < 1.0
     assert lost.choice.calibration_gain < 0 and lost.choice.margin > 100
     assert sparse.choice.calibration_n < 10 and sparse.choice.margin > 100
+
+
+def test_quality_switches_are_gated_on_stage_one_confidence() -> None:
+    """The gate is the calibration rows' GATE_QUANTILE of stage-1 confidence: held-out prompts below
+    it stay on the best single expert, the rest switch as without the gate, and the calibrated
+    operating points are those of the gated rule."""
+    x, s = _data(1500, signal=True, seed=0)
+    confidence = np.random.default_rng(7).random(1500)
+    plain = fit_stage2(x[:900], s[:900], x[900:1200], s[900:1200], np.ones(3), 0, EXPERTS)
+    gated = fit_stage2(x[:900], s[:900], x[900:1200], s[900:1200], np.ones(3), 0, EXPERTS,
+                       confidence_cal=confidence[900:1200])
+    assert gated.choice.min_confidence == pytest.approx(np.quantile(confidence[900:1200], GATE_QUANTILE))
+    predicted = gated.predictor.predict(x[1200:], np.zeros((300, 0)))
+    low = confidence[1200:] < gated.choice.min_confidence
+    picks = choose(predicted, np.ones(3), 0.0, gated_margin(gated.choice.margin, confidence[1200:],
+                                                            gated.choice.min_confidence), 0)
+    unguarded = choose(predicted, np.ones(3), 0.0, gated.choice.margin, 0)
+    assert low.any() and (unguarded[low] != 0).any()  # the gate has switches to stop
+    assert (picks[low] == 0).all() and (picks[~low] == unguarded[~low]).all()
+    report = gated.report(x[1200:], s[1200:], confidence=confidence[1200:])
+    assert report["router_quality"]["switched"] == pytest.approx(float((picks != 0).mean()))
+    assert gated.points != plain.points  # calibrated on the gated rule
 
 
 def test_on_noise_it_stays_within_noise_of_the_best_single_expert() -> None:

@@ -50,7 +50,7 @@ class WordCountEmbedder:
         return np.array([[t.count("code"), t.count("math")] for t in texts], dtype=float)
 
 
-def _router(tmp_path: Path) -> CategoryRouter:
+def _router(tmp_path: Path, min_confidence: float = 0.0) -> CategoryRouter:
     # predicted(expert) = 0.5 + 0.3 * "code" count for coder; 0.6 flat for general; 0.4 for tiny (cheap)
     weights = np.array([[0.0, 0.3, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     predictor = ScorePredictor(weights, np.array([0.6, 0.5, 0.4]), ("general", "coder", "tiny"))
@@ -59,7 +59,8 @@ def _router(tmp_path: Path) -> CategoryRouter:
         version="t", embedder={"name": "test"}, classifier="logreg", categories=["coding", "math"], threshold=0.5,
         general_ranking=["general", "coder", "tiny"],
         rankings={"quality": {"coding": ["coder"], "math": ["general"]}},
-        predictor={"kind": "ridge", "alpha": 1.0, "margin": 0.05, "experts": ["general", "coder", "tiny"]},
+        predictor={"kind": "ridge", "alpha": 1.0, "margin": 0.05, "experts": ["general", "coder", "tiny"],
+                   "min_confidence": min_confidence},
         relative_costs={"general": 1.0, "coder": 1.0, "tiny": 0.1},
         operating_points=[{"lam": 0.0, "spend": 1.0, "quality": 0.7}, {"lam": 0.25, "spend": 0.4, "quality": 0.6},
                           {"lam": 1.0, "spend": 0.1, "quality": 0.4}],
@@ -78,6 +79,20 @@ def test_router_leaves_the_best_single_expert_only_for_a_predicted_gain(tmp_path
     assert coding.expert == "coder" and coding.category == "coding"
     assert coding.ranking[0] == "coder" and set(coding.ranking) == {"general", "coder", "tiny"}
     assert coding.to_metadata()["predicted_scores"]["coder"] == pytest.approx(1.1)
+
+
+def test_an_unfamiliar_prompt_is_not_switched_for_quality(tmp_path: Path) -> None:
+    """"code math" is a 50/50 prompt for stage 1 (confidence 0.5) where the coder is predicted 0.8
+    against 0.6: switched without the gate, kept on the best single expert below it; a confident
+    prompt still switches, and a price still moves the unfamiliar one to the cheap expert."""
+    mixed = [{"role": "user", "content": "code math"}]
+    assert _router(tmp_path / "plain").decide(mixed).expert == "coder"
+    gated = _router(tmp_path / "gated", min_confidence=0.9)
+    kept = gated.decide(mixed)
+    assert kept.expert == "general" and "confidence 0.50 below 0.90" in kept.reason
+    assert kept.ranking[1] == "coder"  # the fallback order still follows the predictions
+    assert gated.decide([{"role": "user", "content": "code code"}]).expert == "coder"
+    assert gated.decide(mixed, parse_knob("coe:budget-0.1")).expert == "tiny"
 
 
 def test_budget_knob_takes_the_cheapest_calibrated_point_that_fits(tmp_path: Path) -> None:
