@@ -8,12 +8,18 @@ unwrapped here so the HTTP layer can answer with the right status.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
 from coe.errors import CoEError, ExpertUnavailable
 from coe.experts.base import ExpertBackend
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
+from coe.serve.coalesce import coalesced
+
+
+# COE_STREAM_COALESCE=0 passes every piece on as the replica sent it (an A/B in bench/vllm_side_by_side.py).
+COALESCE_STREAMS = os.environ.get("COE_STREAM_COALESCE", "1") != "0"
 
 
 def reraise_from_replica(err: BaseException, expert_id: str) -> NoReturn:
@@ -66,16 +72,31 @@ class ServeHandleClient(ExpertBackend):
             reraise_from_replica(err, self.expert_id)
 
     async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
+        """One Ray message per engine output; the pieces that queue up while the ingress is busy are
+        merged (coe.serve.coalesce). Closed or cancelled early, the replica's call is cancelled too."""
         response = self.handle.options(stream=True).chat_stream.remote(request)
         await self._accepted(response)
+        pieces = coalesced(response) if COALESCE_STREAMS else _passed_on(response)
+        finished = False
         try:
-            async for delta in response:
+            async for delta in pieces:
                 yield delta
+            finished = True
         except Exception as err:
+            finished = True  # the replica's call already ended, with this error
             reraise_from_replica(err, self.expert_id)
+        finally:
+            await pieces.aclose()
+            if not finished:
+                response.cancel()
 
     async def check_health(self) -> None:
         try:
             await self.handle.check_health.remote()
         except Exception as err:
             reraise_from_replica(err, self.expert_id)
+
+
+async def _passed_on(response: Any) -> AsyncIterator[GenerationDelta]:
+    async for delta in response:
+        yield delta
