@@ -112,8 +112,9 @@ class CategoryRouter:
         decisions = []
         for row, categories in zip(predicted, ranked):
             category, confidence = categories[0]
-            margin = float(gated_margin(self.margin, np.array([confidence]), self.min_confidence)[0]) \
-                if self.min_confidence > 0 else self.margin
+            # An explicit `coe:<threshold>` is the confidence the client accepts: it replaces the gate.
+            gate = self.min_confidence if knob.threshold is None else knob.threshold
+            margin = float(gated_margin(self.margin, np.array([confidence]), gate)[0]) if gate > 0 else self.margin
             order = preference_order(row, self.costs, lam, margin, self.best)
             scores = tuple((experts[j], float(row[j])) for j in order)
             if knob.threshold is not None and confidence < knob.threshold:
@@ -124,7 +125,7 @@ class CategoryRouter:
                     lam))
                 continue
             chosen = experts[order[0]]
-            why = (f"best single expert {chosen}: stage-1 confidence {confidence:.2f} below {self.min_confidence:.2f}, "
+            why = (f"best single expert {chosen}: stage-1 confidence {confidence:.2f} below {gate:.2f}, "
                    f"too unfamiliar a prompt to switch for quality"
                    if order[0] == self.best and margin > self.margin else
                    f"best single expert {chosen}: no predicted gain beats the margin {self.margin:.3g}"

@@ -84,7 +84,8 @@ def test_router_leaves_the_best_single_expert_only_for_a_predicted_gain(tmp_path
 def test_an_unfamiliar_prompt_is_not_switched_for_quality(tmp_path: Path) -> None:
     """"code math" is a 50/50 prompt for stage 1 (confidence 0.5) where the coder is predicted 0.8
     against 0.6: switched without the gate, kept on the best single expert below it; a confident
-    prompt still switches, and a price still moves the unfamiliar one to the cheap expert."""
+    prompt still switches, a price still moves the unfamiliar one to the cheap expert, and an explicit
+    `coe:<threshold>` replaces the gate."""
     mixed = [{"role": "user", "content": "code math"}]
     assert _router(tmp_path / "plain").decide(mixed).expert == "coder"
     gated = _router(tmp_path / "gated", min_confidence=0.9)
@@ -93,6 +94,7 @@ def test_an_unfamiliar_prompt_is_not_switched_for_quality(tmp_path: Path) -> Non
     assert kept.ranking[1] == "coder"  # the fallback order still follows the predictions
     assert gated.decide([{"role": "user", "content": "code code"}]).expert == "coder"
     assert gated.decide(mixed, parse_knob("coe:budget-0.1")).expert == "tiny"
+    assert gated.decide(mixed, parse_knob("coe:0")).expert == "coder"  # an explicit threshold replaces the gate
 
 
 def test_budget_knob_takes_the_cheapest_calibrated_point_that_fits(tmp_path: Path) -> None:
