@@ -60,6 +60,13 @@ class EngineOptions(StrictModel):
     )
     num_cpus: float = Field(0.5, gt=0, description="Ray CPUs reserved for the expert's replica.")
     seed: int = Field(0, description="Engine seed, so sampled outputs are reproducible.")
+    lora_slots: int = Field(
+        2, ge=1, description="With adapter experts on this engine: adapters batched at once (vLLM max_loras, the hot tier)."
+    )
+    lora_cache: int = Field(
+        8, ge=1, description="Adapters the engine keeps loaded in host RAM (vLLM max_cpu_loras, the warm tier); "
+        "at least lora_slots.",
+    )
 
 
 class RemoteExpert(StrictModel):
@@ -77,6 +84,20 @@ class RemoteExpert(StrictModel):
 
     def api_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class AdapterSource(StrictModel):
+    """A LoRA adapter served on another expert's engine: batched with its base, no swap, no engine of its own."""
+
+    base: str = Field(..., min_length=1, description="Id of the local expert whose engine serves this adapter.")
+    path: str = Field(
+        ..., min_length=1, description="PEFT adapter folder (adapter_config.json), or 'built:<name>' for the adapter "
+        "`coe finetune` wrote beside the merged checkpoint <name> in the model cache.",
+    )
+
+    @property
+    def built_name(self) -> str | None:
+        return self.path[len(BUILT_PREFIX):] if self.path.startswith(BUILT_PREFIX) else None
 
 
 class RetryPolicy(StrictModel):
@@ -155,6 +176,9 @@ class ExpertConfig(StrictModel):
         "'built:<name>' for one `coe finetune`/`coe upcycle` wrote into the model cache.",
     )
     remote: RemoteExpert | None = None
+    adapter: AdapterSource | None = Field(
+        None, description="A LoRA adapter of a local base expert, served on the base's engine (vLLM multi-LoRA)."
+    )
     architecture: str | None = Field(
         None, description="HF architecture (e.g. LlamaForCausalLM); checked against the checkpoint."
     )
@@ -186,13 +210,18 @@ class ExpertConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> "ExpertConfig":
-        if (self.weights is None) == (self.remote is None):
-            raise ValueError("give exactly one of 'weights' (local) or 'remote' (LiteLLM)")
+        if sum(source is not None for source in (self.weights, self.remote, self.adapter)) != 1:
+            raise ValueError("give exactly one of 'weights' (local), 'remote' (LiteLLM) or 'adapter' (LoRA on a local expert)")
         return self
 
     @property
     def is_remote(self) -> bool:
         return self.remote is not None
+
+    @property
+    def has_engine(self) -> bool:
+        """Local weights of its own: a vLLM engine (dedicated or a pool's slot) serves it."""
+        return self.weights is not None
 
     @property
     def bundled_name(self) -> str | None:
@@ -339,14 +368,27 @@ class CoEConfig(StrictModel):
             for fallback in expert.fallbacks:
                 if fallback not in seen or fallback == expert.id:
                     raise ValueError(f"expert '{expert.id}': fallback '{fallback}' is not another expert of this config")
+        for expert in self.experts:
+            if expert.adapter is not None:
+                base = self.expert(expert.adapter.base)
+                if base is None or not base.has_engine:
+                    raise ValueError(f"expert '{expert.id}': adapter base '{expert.adapter.base}' is not a local expert "
+                                     "of this config (an adapter needs a base with weights)")
+        for expert in self.experts:
+            if expert.has_engine and self.adapters_of(expert.id) and expert.engine.lora_cache < expert.engine.lora_slots:
+                raise ValueError(f"expert '{expert.id}': engine.lora_cache must be at least engine.lora_slots")
         pooled: set[str] = set()
         for pool in self.pools:
             for expert_id in pool.experts:
                 expert = self.expert(expert_id)
                 if expert is None:
                     raise ValueError(f"pool '{pool.id}' names unknown expert '{expert_id}'")
-                if expert.remote is not None:
-                    raise ValueError(f"pool '{pool.id}': expert '{expert_id}' is remote; pools hold local experts")
+                if not expert.has_engine:
+                    kind = "remote" if expert.remote is not None else "a LoRA adapter (served on its base's engine)"
+                    raise ValueError(f"pool '{pool.id}': expert '{expert_id}' is {kind}; pools hold local experts")
+                if self.adapters_of(expert_id):
+                    raise ValueError(f"pool '{pool.id}': expert '{expert_id}' is the base of LoRA adapters; a base "
+                                     "keeps its own engine (swapping it would drop its adapters' batches)")
                 if expert_id in pooled:
                     raise ValueError(f"expert '{expert_id}' is in two pools")
                 pooled.add(expert_id)
@@ -359,6 +401,10 @@ class CoEConfig(StrictModel):
 
     def pool_of(self, expert_id: str) -> "SwapPoolConfig | None":
         return next((p for p in self.pools if expert_id in p.experts), None)
+
+    def adapters_of(self, base_id: str) -> list[ExpertConfig]:
+        """The adapter experts served on `base_id`'s engine, in config order."""
+        return [e for e in self.experts if e.adapter is not None and e.adapter.base == base_id]
 
     def expert(self, expert_id: str) -> ExpertConfig | None:
         return next((e for e in self.experts if e.id == expert_id), None)

@@ -120,6 +120,8 @@ class GenerationRequest:
     continue_final: bool = False
     """The last message is a partial assistant answer to continue, not a finished turn (a stream
     resumed on another expert after its first one failed mid-answer)."""
+    adapter: str | None = None
+    """The LoRA adapter expert that answers on the engine this goes to; None: the engine's own weights."""
 
     @classmethod
     def from_wire(cls, req: ChatCompletionRequest, request_id: str) -> "GenerationRequest":

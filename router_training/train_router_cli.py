@@ -85,7 +85,8 @@ def local_active_params(config_path: Path | None) -> dict[str, float]:
     config = load_config(config_path)
     params = {}
     for expert in config.experts:
-        folder = expert_folder(expert, config.model_cache_dir)
+        engine = config.expert(expert.adapter.base) if expert.adapter is not None else expert  # an adapter runs its base
+        folder = expert_folder(engine, config.model_cache_dir)
         stats = checkpoint_stats(folder) if folder else None
         if stats and stats.active_params:
             params[expert.id] = float(stats.active_params)

@@ -20,6 +20,8 @@ class ApiState:
     router: RoutingService | None = None
     swap_status: Callable[[], Awaitable[dict[str, dict]]] | None = None
     """Every engine slot's `describe()` (hot expert, tiers, queue, swap counters), when pools exist."""
+    adapter_tiers: Callable[[], Awaitable[dict[str, str]]] | None = None
+    """Each LoRA adapter expert's tier on its base's engine (warm/cold), when adapters exist."""
     failover: FailoverCaller | None = None
     """Retries, fallbacks and breakers per expert (the ingress builds it from coe.yaml); None: the
     defaults (retries and breakers, no fallbacks), made on first use."""
@@ -37,11 +39,12 @@ class ApiState:
         return self.failover
 
     async def tiers(self) -> dict[str, str]:
-        """expert id -> hot/warm/cold/unbuilt for pooled experts (the hot slot wins over other slots)."""
+        """expert id -> hot/warm/cold/unbuilt for pooled experts (the hot slot wins over other slots) and
+        adapters; others are not listed (a dedicated engine always holds its expert)."""
+        tiers: dict[str, str] = dict(await self.adapter_tiers()) if self.adapter_tiers is not None else {}
         if self.swap_status is None:
-            return {}
+            return tiers
         rank = {"hot": 0, "warm": 1, "cold": 2, "unbuilt": 3}
-        tiers: dict[str, str] = {}
         for slot in (await self.swap_status()).values():
             for expert, tier in slot.get("tiers", {}).items():
                 if rank.get(tier, 9) < rank.get(tiers.get(expert, "?"), 9):

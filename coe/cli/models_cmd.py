@@ -52,6 +52,9 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
                 where = expert.remote.api_base or "provider default"
                 table.add_row(expert.id, "remote (LiteLLM)", expert.remote.model, "-", "-", "remote", where)
                 continue
+            if expert.adapter is not None:
+                table.add_row(expert.id, f"LoRA adapter of {expert.adapter.base}", *_adapter_row(expert, cache))
+                continue
             stats = checkpoint_stats(expert_folder(expert, cache))
             kind = "base (completion)" if expert.prompt_format.value == "completion" else "chat"
             tier = "cold (on disk)" if stats.path else "not prepared"
@@ -75,6 +78,19 @@ def list_models(config: ConfigOption = None, cache_dir: CacheOption = None) -> N
                       "image in host RAM (tmpfs), cold = on disk, \\[pool] = swapped in place; no image = built on first swap; remote = hosted API")
 
 
+def _adapter_row(expert, cache) -> tuple[str, str, str, str, str]:
+    """architecture, params, size, tier, location of an adapter expert, from its folder on disk."""
+    from coe.models.resolve import CheckpointError, resolve_adapter
+
+    try:
+        folder = resolve_adapter(expert, cache)
+    except CheckpointError:
+        skipped = "not built (optional: skipped)" if expert.optional else "missing"
+        return "-", "-", "-", skipped, f"run: make experts ({expert.adapter.path})"
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+    return "LoRA", "-", _human(size, "B"), "cold (on disk; warm once its base's engine loads it)", str(folder)
+
+
 def _params(total: int | None, active: int | None) -> str:
     if total and active and active != total:
         return f"{_human(total)} ({_human(active)} active)"
@@ -86,7 +102,7 @@ def prepare_models(config: ConfigOption = None, cache_dir: CacheOption = None) -
     """Convert bundled GGUF models to vLLM-loadable safetensors, once (checksummed; reruns skip)."""
     with fail_cleanly():
         from coe.config import load_config
-        from coe.models.resolve import CheckpointError, resolve_checkpoint
+        from coe.models.resolve import CheckpointError, resolve_local
 
         cfg = load_config(config)
         cache = cache_dir or cfg.model_cache_dir
@@ -94,7 +110,7 @@ def prepare_models(config: ConfigOption = None, cache_dir: CacheOption = None) -
             if expert.remote is not None:
                 continue
             try:
-                path = resolve_checkpoint(expert, cache, progress=lambda m: console.print(f"  {m}"))
+                path = resolve_local(expert, cache, progress=lambda m: console.print(f"  {m}"))
             except CheckpointError as err:
                 if not expert.optional:
                     raise

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 
 from coe.config import load_config
-from coe.models.resolve import resolve_checkpoint, without_missing_optional
+from coe.models.resolve import resolve_local, without_missing_optional
 
 console = Console(stderr=True)
 
@@ -46,9 +46,10 @@ def run_serve(config_path: Path | None, host: str | None, port: int | None, redi
     for expert in config.experts:
         if expert.remote is None:
             with console.status(f"preparing weights of {expert.id}"):
-                checkpoints[expert.id] = resolve_checkpoint(expert, config.model_cache_dir)
-            console.print(f"[green]ready[/] {expert.id}: {checkpoints[expert.id]}")
-    local = len(checkpoints)
+                checkpoints[expert.id] = resolve_local(expert, config.model_cache_dir)
+            kind = f"LoRA adapter on {expert.adapter.base}" if expert.adapter is not None else "checkpoint"
+            console.print(f"[green]ready[/] {expert.id} ({kind}): {checkpoints[expert.id]}")
+    local = sum(1 for e in config.experts if e.has_engine and config.pool_of(e.id) is None) + sum(p.slots for p in config.pools)
     console.print(f"starting Ray Serve with {local} local engine(s); on a 2-core CPU this takes 1-2 minutes")
 
     from coe.serve.runner import serve_forever

@@ -16,6 +16,7 @@ from typing import Any
 from coe.config import EngineOptions, PromptFormat
 from coe.errors import ContextLengthExceeded, ExpertUnavailable
 from coe.experts.base import ExpertBackend
+from coe.experts.lora import LoRASet
 from coe.experts.prompts import render_prompt, stop_strings
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, Usage
 
@@ -51,8 +52,10 @@ class VLLMBackend(ExpertBackend):
         prompt_format: PromptFormat,
         served_name: str,
         worker_extension_cls: str | None = None,
+        adapters: dict[str, Path] | None = None,
     ) -> None:
         self.checkpoint = checkpoint
+        self.adapters = LoRASet(adapters or {})
         self.worker_extension_cls = worker_extension_cls
         self.options = options
         self.prompt_format = prompt_format
@@ -78,9 +81,12 @@ class VLLMBackend(ExpertBackend):
             seed=self.options.seed,
             disable_log_stats=True,
             worker_extension_cls=self.worker_extension_cls or "",
+            **self.adapters.engine_args(self.options),
         )
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
+        for lora in self.adapters.preload(self.options):  # a bad adapter fails the boot, not its first request
+            await self._engine.add_lora(lora)
 
     @property
     def engine(self) -> Any:
@@ -150,7 +156,8 @@ class VLLMBackend(ExpertBackend):
         produced = 0
         # A base model continues "A:" with a space; a chat answer should not start with one.
         strip_leading = self.prompt_format is PromptFormat.completion
-        async for output in engine.generate({"prompt_token_ids": ids}, params, request.request_id):
+        lora = self.adapters.request_for(request.adapter, self.served_name)
+        async for output in engine.generate({"prompt_token_ids": ids}, params, request.request_id, lora_request=lora):
             completion = output.outputs[0]
             produced += len(completion.token_ids)
             finished = output.finished
@@ -167,6 +174,13 @@ class VLLMBackend(ExpertBackend):
     async def check_health(self) -> None:
         engine = self._engine_or_raise()
         await engine.check_health()
+
+    async def adapter_tiers(self) -> dict[str, str]:
+        """Each adapter's tier on this engine: 'warm' (in its LoRA cache) or 'cold' (on disk); see coe/experts/lora.py."""
+        if not self.adapters.names:
+            return {}
+        loaded = await self._engine_or_raise().list_loras()
+        return self.adapters.tiers(loaded)
 
     async def shutdown(self) -> None:
         self.close()

@@ -9,6 +9,7 @@ from typing import Callable
 
 from coe.finetune.card import loss_plot, write_card
 from coe.finetune.data import DOMAINS, LICENCES, domain_examples
+from coe.finetune.layout import ADAPTER_FOLDER
 from coe.finetune.train import TrainSettings, lora_finetune, save_checkpoint, settings_dict
 
 Progress = Callable[[str], None]
@@ -32,8 +33,8 @@ def build_specialist(base: Path, domain: str, out: Path, settings: TrainSettings
     examples = domain_examples(domain, limit, settings.seed)
     say(f"{domain}: {len(examples)} training examples ({LICENCES[domain]})")
     started = time.monotonic()
-    model, _tokenizer, log = lora_finetune(base, examples, settings, progress=say)
     out = Path(out).expanduser()
+    model, _tokenizer, log = lora_finetune(base, examples, settings, progress=say, adapter_out=out / ADAPTER_FOLDER)
     save_checkpoint(model, base, out)
     del model
     loss_plot(log.losses, out / "loss.png", f"{name or out.name}: LoRA on {domain}")

@@ -75,8 +75,12 @@ def _batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str
 
 
 def lora_finetune(base: Path, examples: Sequence[Example], settings: TrainSettings,
-                  progress: Progress | None = None):
-    """Train a LoRA adapter on ``examples``; returns (merged model, tokenizer, log)."""
+                  progress: Progress | None = None, adapter_out: Path | None = None):
+    """Train a LoRA adapter on ``examples``; returns (merged model, tokenizer, log).
+
+    With ``adapter_out`` the unmerged adapter is written there first (PEFT layout: adapter_config.json +
+    adapter_model.safetensors), so one run gives both forms: the adapter for a base engine's LoRA slots,
+    the merged checkpoint for swap pools and upcycling."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,6 +132,8 @@ def lora_finetune(base: Path, examples: Sequence[Example], settings: TrainSettin
             elapsed = time.monotonic() - started
             progress(f"step {step + 1}/{settings.steps}: loss {log.losses[-1]:.4f} ({elapsed:.0f} s)")
     log.seconds = time.monotonic() - started
+    if adapter_out is not None:
+        save_adapter(model, base, Path(adapter_out))
     merged = model.merge_and_unload()
     merged.eval()
     return merged, tokenizer, log
@@ -152,6 +158,17 @@ def save_checkpoint(model, base: Path, out: Path, dtype: torch.dtype = torch.bfl
     for name in TOKENIZER_FILES:
         if (Path(base) / name).is_file():
             shutil.copy2(Path(base) / name, out / name)
+    return out
+
+
+def save_adapter(peft_model, base: Path, out: Path) -> Path:
+    """The adapter alone, in PEFT's layout, naming its base by folder name (not this machine's path)."""
+    out.mkdir(parents=True, exist_ok=True)
+    peft_model.save_pretrained(str(out), safe_serialization=True)
+    config_file = out / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = Path(base).name
+    config_file.write_text(json.dumps(config, indent=2) + "\n")
     return out
 
 

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from coe.config import CoEConfig, ExpertConfig
+from coe.finetune.layout import ADAPTER_FOLDER
 from coe.models.cache import default_cache_dir
 
 
@@ -50,6 +51,33 @@ def resolve_checkpoint(expert: ExpertConfig, cache_dir: Path | None = None, prog
     return folder
 
 
+def resolve_adapter(expert: ExpertConfig, cache_dir: Path | None = None) -> Path:
+    """The PEFT folder of an adapter expert; `built:<name>` is the adapter `coe finetune` wrote beside <name>."""
+    if expert.adapter is None:
+        raise CheckpointError(f"expert '{expert.id}' is not a LoRA adapter")
+    name = expert.adapter.built_name
+    if name is not None:
+        folder = (cache_dir or default_cache_dir()) / name / ADAPTER_FOLDER
+        missing = f"{folder} is not built yet; `make experts` builds it"
+    else:
+        folder = Path(expert.adapter.path).expanduser()
+        missing = f"adapter folder {folder} does not exist"
+    if not (folder / "adapter_config.json").is_file():
+        raise CheckpointError(f"expert '{expert.id}': " + (missing if not folder.is_dir() or name is not None else
+                                                            f"{folder} has no adapter_config.json (not a PEFT adapter)"))
+    if not (folder / "adapter_model.safetensors").is_file():  # a pickled .bin would run code when loaded
+        raise CheckpointError(f"expert '{expert.id}': {folder} has no adapter_model.safetensors (CoE loads adapters "
+                              "only as safetensors; convert a .bin with PEFT's save_pretrained(safe_serialization=True))")
+    return folder
+
+
+def resolve_local(expert: ExpertConfig, cache_dir: Path | None = None, progress=None) -> Path:
+    """The folder a local expert is served from: its checkpoint, or its adapter for a LoRA expert."""
+    if expert.adapter is not None:
+        return resolve_adapter(expert, cache_dir)
+    return resolve_checkpoint(expert, cache_dir, progress)
+
+
 def without_missing_optional(config: CoEConfig) -> tuple[CoEConfig, dict[str, str]]:
     """The config minus `optional` experts whose weights are not there, and why each was left out.
 
@@ -59,9 +87,14 @@ def without_missing_optional(config: CoEConfig) -> tuple[CoEConfig, dict[str, st
     for expert in config.experts:
         if expert.optional and expert.remote is None:
             try:
-                resolve_checkpoint(expert, config.model_cache_dir)
+                resolve_local(expert, config.model_cache_dir)
             except CheckpointError as err:
                 skipped[expert.id] = str(err)
+    for expert in config.experts:
+        if expert.adapter is not None and expert.adapter.base in skipped and expert.id not in skipped:
+            if not expert.optional:
+                raise CheckpointError(f"expert '{expert.id}': its base '{expert.adapter.base}' is skipped")
+            skipped[expert.id] = f"expert '{expert.id}': its base '{expert.adapter.base}' is skipped"
     router = config.router
     if router is not None and router.built_name and not (router.path / "router.json").is_file():
         skipped["router"] = (f"router '{router.artifact}': {router.path} is not built yet (`make router` builds it); "

@@ -9,17 +9,22 @@ from pathlib import Path
 
 from coe.config import CoEConfig, ExpertConfig, PromptFormat
 from coe.experts.base import ExpertInfo
-from coe.models.resolve import resolve_checkpoint, without_missing_optional
+from coe.models.resolve import resolve_local, without_missing_optional
 from coe.serve.pool_builder import bind_pools
 from coe.serve.serve_config import INGRESS_CPUS, expert_options, ingress_options
 
 log = logging.getLogger(__name__)
 
 
-def expert_info(expert: ExpertConfig, checkpoint: Path | None) -> ExpertInfo:
+def expert_info(expert: ExpertConfig, checkpoint: Path | None, config: CoEConfig | None = None) -> ExpertInfo:
     if expert.remote is not None:
         where = expert.remote.api_base or expert.remote.model
         return ExpertInfo(expert.id, "remote", expert.description, False, f"litellm:{expert.remote.model} @ {where}")
+    if expert.adapter is not None:
+        base = config.expert(expert.adapter.base) if config is not None else None
+        return ExpertInfo(expert.id, "adapter", expert.description,
+                          is_base_model=base is not None and base.prompt_format is PromptFormat.completion,
+                          location=f"LoRA on {expert.adapter.base}: {checkpoint}")
     return ExpertInfo(
         expert.id,
         "local",
@@ -45,16 +50,20 @@ def build_application(config: CoEConfig, checkpoints: dict[str, Path] | None = N
     from coe.serve.ingress import Ingress
 
     checkpoints = dict(checkpoints or {})
+    for expert in config.experts:
+        if expert.remote is None:
+            checkpoints.setdefault(expert.id, resolve_local(expert, config.model_cache_dir))
     handles = {}
     for expert in config.experts:
-        if expert.remote is not None:
-            continue
-        path = checkpoints.setdefault(expert.id, resolve_checkpoint(expert, config.model_cache_dir))
-        if config.pool_of(expert.id) is not None:
-            continue  # served by its pool's engine slots (coe/serve/pool_builder.py)
+        if not expert.has_engine or config.pool_of(expert.id) is not None:
+            continue  # remote, an adapter on its base's engine, or served by its pool's slots (coe/serve/pool_builder.py)
+        adapters = {a.id: str(checkpoints[a.id]) for a in config.adapters_of(expert.id)}
         deployment = serve.deployment(ExpertDeployment, **expert_options(expert))  # replicas, autoscaling, resources
-        handles[expert.id] = deployment.bind(expert, str(path))
-    infos = [expert_info(e, checkpoints.get(e.id)) for e in config.experts]
+        handles[expert.id] = deployment.bind(expert, str(checkpoints[expert.id]), adapters)
+    for expert in config.experts:
+        if expert.adapter is not None:
+            handles[expert.id] = handles[expert.adapter.base]
+    infos = [expert_info(e, checkpoints.get(e.id), config) for e in config.experts]
     ingress = serve.deployment(serve.ingress()(Ingress), **ingress_options(config))
     return ingress.bind(config, infos, handles, bind_pools(config, checkpoints))
 
@@ -74,6 +83,6 @@ def app_from_args(args: dict):  # -> serve.Application
 def required_cpus(config: CoEConfig) -> float:
     """Ray CPUs the app reserves: the ingress replicas, each dedicated expert, each pool's slots."""
     ingress = INGRESS_CPUS * config.cluster.ingress_replicas
-    dedicated = sum(e.engine.num_cpus for e in config.experts if e.remote is None and config.pool_of(e.id) is None)
+    dedicated = sum(e.engine.num_cpus for e in config.experts if e.has_engine and config.pool_of(e.id) is None)
     slots = sum(pool.slots * config.expert(pool.experts[0]).engine.num_cpus for pool in config.pools)
     return ingress + dedicated + slots

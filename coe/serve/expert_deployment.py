@@ -16,15 +16,20 @@ from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
 
 
 class ExpertDeployment:
-    async def __init__(self, expert: ExpertConfig, checkpoint: str) -> None:
+    async def __init__(self, expert: ExpertConfig, checkpoint: str, adapters: dict[str, str] | None = None) -> None:
+        """`adapters`: adapter expert id -> PEFT folder, served on this engine beside the base weights."""
         self.expert_id = expert.id
         self.backend = VLLMBackend(
             checkpoint=Path(checkpoint),
             options=expert.engine,
             prompt_format=expert.prompt_format,
             served_name=expert.id,
+            adapters={name: Path(path) for name, path in (adapters or {}).items()},
         )
         await self.backend.start()
+
+    async def adapter_tiers(self) -> dict[str, str]:
+        return await self.backend.adapter_tiers()
 
     async def chat(self, request: GenerationRequest) -> GenerationResult:
         return await self.backend.chat(request)

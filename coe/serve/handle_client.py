@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any, NoReturn
 
 from coe.errors import CoEError, ExpertUnavailable
@@ -42,10 +43,15 @@ def _plain(err: CoEError) -> CoEError:
 
 
 class ServeHandleClient(ExpertBackend):
-    def __init__(self, expert_id: str, handle: Any, queue_s: float | None = None) -> None:
+    def __init__(self, expert_id: str, handle: Any, queue_s: float | None = None, adapter: str | None = None) -> None:
+        """`adapter`: the LoRA adapter this expert is on the engine behind `handle` (None: the engine's own weights)."""
         self.expert_id = expert_id
         self.handle = handle
         self.queue_s = queue_s
+        self.adapter = adapter
+
+    def _for_engine(self, request: GenerationRequest) -> GenerationRequest:
+        return request if self.adapter == request.adapter else replace(request, adapter=self.adapter)
 
     async def _accepted(self, response: Any) -> None:
         """Wait until a replica has accepted the call, at most `queue_s`. Serve's handle otherwise holds a
@@ -64,7 +70,7 @@ class ServeHandleClient(ExpertBackend):
             raise err from None
 
     async def chat(self, request: GenerationRequest) -> GenerationResult:
-        response = self.handle.chat.remote(request)
+        response = self.handle.chat.remote(self._for_engine(request))
         await self._accepted(response)
         try:
             return await response
@@ -74,7 +80,7 @@ class ServeHandleClient(ExpertBackend):
     async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         """One Ray message per engine output; the pieces that queue up while the ingress is busy are
         merged (coe.serve.coalesce). Closed or cancelled early, the replica's call is cancelled too."""
-        response = self.handle.options(stream=True).chat_stream.remote(request)
+        response = self.handle.options(stream=True).chat_stream.remote(self._for_engine(request))
         await self._accepted(response)
         pieces = coalesced(response) if COALESCE_STREAMS else _passed_on(response)
         finished = False

@@ -46,7 +46,11 @@ class Ingress:
             if expert.remote is not None:
                 experts[expert.id] = LiteLLMBackend(expert.id, expert.remote)
             else:
-                experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id], expert.replica_queue_s())
+                adapter = expert.id if expert.adapter is not None else None
+                engine = config.expert(expert.adapter.base) if expert.adapter is not None else expert
+                experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id], engine.replica_queue_s(), adapter)
+        # Engines that serve adapters, asked for their adapters' tiers by GET /v1/models.
+        self.lora_bases = {e.adapter.base: handles[e.adapter.base] for e in config.experts if e.adapter is not None}
         router = None
         if config.router is not None:
             from coe.routing.service import RoutingService
@@ -57,11 +61,21 @@ class Ingress:
             )
         self.state = ApiState(server=config.server, experts=experts, infos={i.id: i for i in infos}, router=router,
                               swap_status=self.swap_status if self.pools else None,
+                              adapter_tiers=self.adapter_tiers if self.lora_bases else None,
                               failover=FailoverCaller.from_config(config, experts, self.shared.store))
 
     async def swap_metrics(self) -> str:
         status = await self.swap_status()
         return render_prometheus({name: d["metrics"] for name, d in status.items() if "metrics" in d})
+
+    async def adapter_tiers(self) -> dict[str, str]:
+        tiers: dict[str, str] = {}
+        for base, handle in self.lora_bases.items():
+            try:
+                tiers.update(await handle.adapter_tiers.remote())
+            except Exception as err:  # a restarting base: its adapters keep the default tier in /v1/models
+                log.warning("could not read the adapter tiers of '%s': %s", base, err)
+        return tiers
 
     async def swap_status(self) -> dict[str, dict]:
         slots = {name: handle for pool in self.pools.values() for name, handle in pool.items()}

@@ -14,8 +14,11 @@ def test_default_config_ships_both_bundled_experts_and_the_built_ones_as_optiona
     assert config.experts[1].prompt_format is PromptFormat.completion
     assert config.experts[0].bundled_name == "smollm2-135m-instruct"
     assert [e.id for e in config.experts if e.optional] == ids[2:]
-    assert all(e.built_name == e.id for e in config.experts[2:])
-    assert config.pool_of("smollm2-code") is config.pool_of("smollm2-135m-instruct")
+    # the specialists are LoRA adapters on SmolLM2's own engine, the MoE a checkpoint `make experts` builds
+    assert [e.id for e in config.adapters_of("smollm2-135m-instruct")] == ["smollm2-code", "smollm2-math"]
+    assert all(config.expert(i).adapter.built_name == i for i in ("smollm2-code", "smollm2-math"))
+    assert config.expert("smollm2-moe-code-math").built_name == "smollm2-moe-code-math"
+    assert config.pools == []
 
 
 def test_missing_optional_experts_are_left_out_with_the_reason(tmp_path: Path) -> None:
@@ -105,3 +108,49 @@ def test_a_replica_queue_bound_defaults_to_10_s_but_not_for_an_expert_that_scale
     cold = {"min_replicas": 0, "max_replicas": 1}
     assert ExpertConfig(id="a", weights="/w", scaling=cold).replica_queue_s() is None
     assert ExpertConfig(id="a", weights="/w", scaling=cold, timeouts={"queue_s": 90}).replica_queue_s() == 90
+
+
+def test_adapter_experts_name_a_local_base_outside_pools() -> None:
+    base = {"id": "base", "weights": "/x"}
+    adapter = {"id": "lora", "adapter": {"base": "base", "path": "/a"}}
+    config = parse_config({"experts": [base, adapter]})
+    assert [e.id for e in config.adapters_of("base")] == ["lora"] and not config.expert("lora").has_engine
+    assert "not a local expert" in _error({"experts": [base, {**adapter, "adapter": {"base": "nope", "path": "/a"}}]})
+    remote = {"id": "r", "remote": {"model": "openai/x"}}
+    assert "not a local expert" in _error({"experts": [remote, {**adapter, "adapter": {"base": "r", "path": "/a"}}]})
+    assert "exactly one" in _error({"experts": [base, {**adapter, "weights": "/y"}]})
+    pooled = {"experts": [base, adapter, {"id": "other", "weights": "/y"}], "pools": [{"id": "p", "experts": ["base", "other"]}]}
+    assert "base of LoRA adapters" in _error(pooled)
+    assert "LoRA adapter" in _error({**pooled, "pools": [{"id": "p", "experts": ["other", "lora"]}]})
+    small_cache = {**base, "engine": {"lora_slots": 4, "lora_cache": 2}}
+    assert "lora_cache" in _error({"experts": [small_cache, adapter]})
+
+
+def test_missing_optional_adapters_are_left_out_and_follow_their_base(tmp_path: Path) -> None:
+    from coe.models.resolve import CheckpointError, resolve_adapter, without_missing_optional
+
+    built = tmp_path / "code" / "adapter"
+    built.mkdir(parents=True)
+    (built / "adapter_config.json").write_text('{"r": 8}')
+    (built / "adapter_model.safetensors").write_bytes(b"")
+    config = parse_config({
+        "model_cache_dir": str(tmp_path),
+        "experts": [{"id": "base", "weights": str(tmp_path)},
+                    {"id": "code", "adapter": {"base": "base", "path": "built:code"}, "optional": True},
+                    {"id": "math", "adapter": {"base": "base", "path": "built:math"}, "optional": True}],
+    })
+    kept, skipped = without_missing_optional(config)
+    assert [e.id for e in kept.experts] == ["base", "code"] and "make experts" in skipped["math"]
+    assert resolve_adapter(config.expert("code"), tmp_path) == built
+    not_peft = parse_config({"experts": [{"id": "b", "weights": "/x"},
+                                         {"id": "a", "adapter": {"base": "b", "path": str(tmp_path)}}]})
+    with pytest.raises(CheckpointError, match="no adapter_config.json"):
+        resolve_adapter(not_peft.expert("a"))
+    (tmp_path / "adapter_config.json").write_text('{"r": 8}')
+    with pytest.raises(CheckpointError, match="only as safetensors"):
+        resolve_adapter(not_peft.expert("a"))
+    orphan = parse_config({"experts": [{"id": "b", "weights": "built:absent", "optional": True},
+                                       {"id": "keep", "weights": str(tmp_path)},
+                                       {"id": "a", "adapter": {"base": "b", "path": str(built)}, "optional": True}],
+                           "model_cache_dir": str(tmp_path)})
+    assert set(without_missing_optional(orphan)[1]) == {"b", "a"}

@@ -1,0 +1,93 @@
+"""LoRA specialists served on their base's engine: each equals its merged checkpoint, batched together.
+
+Two real adapters of SmolLM2 are trained here with `coe finetune`'s code (tests/harness/lora_specialists.py),
+which writes each fine-tune twice: as a PEFT adapter and merged into a checkpoint. One engine on the
+base serves both adapters and the base itself; every answer, sent as one mixed batch, must equal the
+answer of an engine booted directly on the merged checkpoint (or the base). In float32 they are equal
+token for token (measured); in bfloat16 rounding the merged weights W + BA to 8 bits of mantissa moves
+some greedy answers after a few tokens, which is why this check runs in float32 (bench/lora_vs_swap.py
+reports the bf16 agreement).
+
+The mixed batch is the case vLLM-CPU gets wrong on its own (coe/experts/lora.py): without CoE's zero
+adapter, the base requests of a mixed batch run through the last adapter loaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+import torch
+
+from coe.config import EngineOptions, PromptFormat
+from coe.experts.vllm_backend import VLLMBackend
+from coe.models.prepare import prepare
+from coe.protocol import GenerationRequest, SamplingSettings
+from tests.harness.lora_specialists import build_specialists
+
+os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+BASE = "smollm2-135m-instruct"
+PROMPTS = ["What is the capital of France?", "Write a Python function that reverses a string.",
+           "Ana has 12 pens and buys 3 bags of 4 pens. How many pens does she have?",
+           "Write one sentence about the sea.", "A train goes 60 km in 1.5 hours. What is its speed?"]
+OPTIONS = EngineOptions(max_model_len=512, max_num_seqs=16, cpu_bind="0", dtype="float32")
+
+
+def request(prompt: str, adapter: str | None) -> GenerationRequest:
+    return GenerationRequest(uuid.uuid4().hex, ({"role": "user", "content": prompt},),
+                             SamplingSettings(temperature=0.0, max_tokens=40), adapter=adapter)
+
+
+async def answers(backend: VLLMBackend, adapter: str | None = None) -> list[str]:
+    return [r.text for r in await asyncio.gather(*[backend.chat(request(p, adapter)) for p in PROMPTS])]
+
+
+@pytest.fixture(scope="module")
+def specialists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return build_specialists(prepare(BASE).path, tmp_path_factory.mktemp("lora"), dtype=torch.float32)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def reference(specialists: dict[str, Path]) -> dict[str, list[str]]:
+    """Greedy answers of plain engines (no adapters) on the base and on each merged checkpoint."""
+    out = {}
+    for name, folder in {"base": prepare(BASE).path, **specialists}.items():
+        engine = VLLMBackend(folder, OPTIONS, PromptFormat.chat, name)
+        await engine.start()
+        try:
+            out[name] = await answers(engine)
+        finally:
+            engine.close()
+    assert out["code"] != out["base"] and out["math"] != out["base"], "the adapters must change answers"
+    return out
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lora_engine(specialists: dict[str, Path]):
+    engine = VLLMBackend(prepare(BASE).path, OPTIONS, PromptFormat.chat, "base",
+                         adapters={name: folder / "adapter" for name, folder in specialists.items()})
+    await engine.start()
+    yield engine
+    engine.close()
+
+
+async def test_adapters_and_base_in_one_batch_equal_their_merged_checkpoints(lora_engine, reference) -> None:
+    assert await lora_engine.adapter_tiers() == {"code": "warm", "math": "warm"}  # preloaded at start
+    names = ["base", "code", "math"]
+    mixed = await asyncio.gather(*[lora_engine.chat(request(p, None if n == "base" else n)) for n in names for p in PROMPTS])
+    got = {n: [r.text for r in mixed[i * len(PROMPTS):(i + 1) * len(PROMPTS)]] for i, n in enumerate(names)}
+    assert got == reference
+
+
+async def test_an_unknown_adapter_is_refused_by_name(lora_engine) -> None:
+    from coe.errors import ExpertUnavailable
+
+    with pytest.raises(ExpertUnavailable, match="serves no adapter 'nope'"):
+        await lora_engine.chat(request("hi", "nope"))
