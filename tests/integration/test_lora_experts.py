@@ -31,7 +31,8 @@ from tests.harness.lora_specialists import build_specialists
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.integration
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 BASE = "smollm2-135m-instruct"
 PROMPTS = ["What is the capital of France?", "Write a Python function that reverses a string.",
@@ -78,6 +79,7 @@ async def lora_engine(specialists: dict[str, Path]):
     engine.close()
 
 
+@in_module_loop
 async def test_adapters_and_base_in_one_batch_equal_their_merged_checkpoints(lora_engine, reference) -> None:
     assert await lora_engine.adapter_tiers() == {"code": "warm", "math": "warm"}  # preloaded at start
     names = ["base", "code", "math"]
@@ -86,8 +88,58 @@ async def test_adapters_and_base_in_one_batch_equal_their_merged_checkpoints(lor
     assert got == reference
 
 
+@in_module_loop
 async def test_an_unknown_adapter_is_refused_by_name(lora_engine) -> None:
     from coe.errors import ExpertUnavailable
 
     with pytest.raises(ExpertUnavailable, match="serves no adapter 'nope'"):
         await lora_engine.chat(request("hi", "nope"))
+
+
+@pytest.fixture(scope="module")
+def lora_server(specialists: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """`coe serve` (Ray Serve) with the base and both adapters as experts: one engine for all three."""
+    import yaml
+
+    from coe.serve.subprocess_server import CoEServer, free_port
+
+    folder = tmp_path_factory.mktemp("lora-serve")
+    engine = {"cpu_bind": "0", "max_model_len": 512, "dtype": "float32"}
+    config = {"experts": [{"id": BASE, "weights": f"bundled:{BASE}", "engine": engine},
+                          *({"id": f"smollm2-{name}", "adapter": {"base": BASE, "path": str(path / "adapter")}}
+                            for name, path in specialists.items())]}
+    (folder / "coe.yaml").write_text(yaml.safe_dump(config))
+    server = CoEServer(folder / "coe.yaml", free_port(), folder / "serve.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_the_endpoint_serves_each_adapter_as_an_expert(lora_server, reference) -> None:
+    """Through Ray Serve and HTTP, concurrently: each expert's answers equal the plain engines' ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    models = {card["id"]: card["coe"] for card in httpx.get(f"{lora_server.url}/v1/models").json()["data"]}
+    assert {k: (models[k]["kind"], models[k]["tier"]) for k in ("smollm2-code", "smollm2-math")} == {
+        "smollm2-code": ("adapter", "warm"), "smollm2-math": ("adapter", "warm")}
+    assert models[BASE]["kind"] == "local"
+
+    def ask(job: tuple[str, str]) -> tuple[str, str, str]:
+        model, prompt = job
+        response = httpx.post(f"{lora_server.url}/v1/chat/completions", timeout=300, json={
+            "model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 40})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body["model"], response.headers["x-coe-expert"], body["choices"][0]["message"]["content"]
+
+    jobs = [(model, p) for model in (BASE, "smollm2-code", "smollm2-math") for p in PROMPTS]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(ask, jobs))
+    for (model, _prompt), (named, header, _text) in zip(jobs, results):
+        assert named == header == model
+    served = {name: [text for (model, _), (_, _, text) in zip(jobs, results) if model == expert]
+              for name, expert in (("base", BASE), ("code", "smollm2-code"), ("math", "smollm2-math"))}
+    assert served == reference
