@@ -25,7 +25,7 @@ BENCH_RESULTS := $(if $(COE_RESULTS_DIR),$(COE_RESULTS_DIR)/bench,bench/results)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: router serve test bench bench-vllm bench-swap bench-routing bench-curves install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
+.PHONY: router serve test bench bench-vllm bench-swap bench-lora bench-routing bench-curves install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
 
 serve: install models router
 	$(COE) serve
@@ -49,6 +49,13 @@ bench-vllm: install-dev models
 SWAP_ARGS ?=
 bench-swap: install-dev models
 	$(COE) swap-bench $(SWAP_ARGS)
+
+# Specialists as LoRA adapters on the base's engine against the swap pool of their merged checkpoints, on
+# one mixed trace (throughput, p50/p99, bf16 agreement); uses `make experts`'s specialists when built,
+# else trains quick ones. About 5 minutes on 2 cores. LORA_ARGS="--rate 6" for a heavier trace.
+LORA_ARGS ?=
+bench-lora: install-dev models
+	$(BIN)/python bench/lora_vs_swap.py $(LORA_ARGS)
 
 # Routing between the local experts, scored by real checks (about 15-25 minutes on 2 cores).
 bench-routing: install-dev models

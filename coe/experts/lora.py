@@ -8,19 +8,14 @@ adapter folder on disk, loaded on first use. vLLM does not say which cached adap
 at a given instant (a batch fills the slots from the cache as it is scheduled), so CoE reports
 warm and cold; the engine preloads as many adapters as its cache holds when it starts.
 
-A vLLM-CPU bug this module works around (measured, vLLM 0.32): vLLM marks a token that uses no
-adapter with slot index -1, and its CPU LoRA ops (vllm/lora/ops/torch_ops) index the stacked adapter
-weights with it, which in torch is the *last* slot. A batch that mixes base and adapter requests
-therefore runs its base requests through the last adapter loaded (a batch of base requests alone is
-fine: vLLM skips LoRA then). GPU kernels mask -1. On CPU, CoE sends base requests through a zero
-adapter (a copy of a real one with every weight zero, so x·A·B adds exactly 0): no request of a
-LoRA engine carries -1. It takes one slot, counted in max_loras.
+On vLLM-CPU the engine process runs CoE's replacement of vLLM's CPU LoRA ops (coe/experts/lora_cpu.py):
+vLLM's own are about 3x slower per decode step here and run the base requests of a mixed batch
+through the last adapter loaded (index -1 read as the last slot).
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +23,6 @@ from coe.config import EngineOptions
 from coe.errors import ExpertUnavailable
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts
-ZERO_ADAPTER = "coe-base-weights"  # the zero adapter base requests take on CPU (see the module docstring)
 
 
 def adapter_rank(folder: Path) -> int:
@@ -39,12 +33,9 @@ def adapter_rank(folder: Path) -> int:
 class LoRASet:
     """Named adapters of one engine, each with the stable integer id vLLM keys its caches by."""
 
-    def __init__(self, adapters: dict[str, Path], zero_for_base: bool | None = None) -> None:
-        """`zero_for_base`: send base requests through a zero adapter (default: on CPU, where vLLM needs it)."""
+    def __init__(self, adapters: dict[str, Path]) -> None:
         self.paths = {name: Path(path) for name, path in adapters.items()}
         self.ids = {name: i + 1 for i, name in enumerate(self.paths)}  # vLLM reserves 0 for "no adapter"
-        self.zero_for_base = bool(self.paths) and (_on_cpu() if zero_for_base is None else zero_for_base)
-        self._zero: Any = None
 
     @property
     def names(self) -> list[str]:
@@ -58,15 +49,14 @@ class LoRASet:
         supported = next((r for r in VLLM_LORA_RANKS if r >= rank), None)
         if supported is None:
             raise ExpertUnavailable(f"adapter rank {rank} is above the largest vLLM serves ({VLLM_LORA_RANKS[-1]})")
-        extra = 1 if self.zero_for_base else 0
-        slots = min(options.lora_slots, len(self.paths)) + extra
+        slots = min(options.lora_slots, len(self.paths))
         return {"enable_lora": True, "max_loras": slots, "max_lora_rank": supported,
-                "max_cpu_loras": max(slots, min(options.lora_cache, len(self.paths)) + extra)}
+                "max_cpu_loras": max(slots, min(options.lora_cache, len(self.paths)))}
 
     def request_for(self, name: str | None, engine_name: str) -> Any:
-        """vLLM's LoRARequest for adapter `name`; for the base weights None, or the zero adapter on CPU."""
+        """vLLM's LoRARequest for adapter `name`; None for the base weights."""
         if name is None:
-            return self.zero_request() if self.zero_for_base else None
+            return None
         if name not in self.paths:
             raise ExpertUnavailable(f"expert '{engine_name}' serves no adapter '{name}' (it serves: "
                                     f"{', '.join(self.paths) or 'none'})")
@@ -76,37 +66,8 @@ class LoRASet:
 
     def preload(self, options: EngineOptions) -> list[Any]:
         """LoRARequests of the adapters to load at start: as many as the engine's cache holds."""
-        zero = [self.zero_request()] if self.zero_for_base else []
-        return zero + [self.request_for(name, "") for name in self.names[: options.lora_cache]]
-
-    def zero_request(self) -> Any:
-        """The zero adapter, written once to a temporary folder (it lives as long as this engine)."""
-        if self._zero is None:
-            from vllm.lora.request import LoRARequest
-
-            self._zero_dir = tempfile.TemporaryDirectory(prefix="coe-zero-lora-")
-            write_zero_adapter(next(iter(self.paths.values())), Path(self._zero_dir.name))
-            self._zero = LoRARequest(lora_name=ZERO_ADAPTER, lora_int_id=len(self.paths) + 1,
-                                     lora_path=self._zero_dir.name)
-        return self._zero
+        return [self.request_for(name, "") for name in self.names[: options.lora_cache]]
 
     def tiers(self, loaded_ids: set[int] | list[int]) -> dict[str, str]:
         loaded = set(loaded_ids)
         return {name: "warm" if self.ids[name] in loaded else "cold" for name in self.paths}
-
-
-def write_zero_adapter(template: Path, out: Path) -> Path:
-    """`template`'s adapter with every weight zero: the same modules and ranks, an exact no-op."""
-    from safetensors.torch import load_file, save_file
-
-    weights = load_file(str(template / "adapter_model.safetensors"))
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.new_zeros(v.shape).contiguous() for k, v in weights.items()}, str(out / "adapter_model.safetensors"))
-    (out / "adapter_config.json").write_text((template / "adapter_config.json").read_text())
-    return out
-
-
-def _on_cpu() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu()

@@ -22,6 +22,8 @@ from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, U
 
 log = logging.getLogger(__name__)
 
+LORA_WORKER_EXTENSION = "coe.experts.lora_cpu.LoRAWorkerExtension"  # CPU multi-LoRA ops, see coe/experts/lora_cpu.py
+
 
 def engine_env(options: EngineOptions) -> dict[str, str]:
     """Environment an engine process needs; vLLM reads these when it starts, not per call."""
@@ -56,7 +58,9 @@ class VLLMBackend(ExpertBackend):
     ) -> None:
         self.checkpoint = checkpoint
         self.adapters = LoRASet(adapters or {})
-        self.worker_extension_cls = worker_extension_cls
+        if self.adapters.names and worker_extension_cls is not None:
+            raise ValueError("an engine with adapters runs CoE's LoRA worker extension; it cannot take another")
+        self.worker_extension_cls = LORA_WORKER_EXTENSION if self.adapters.names else worker_extension_cls
         self.options = options
         self.prompt_format = prompt_format
         self.served_name = served_name
@@ -85,8 +89,20 @@ class VLLMBackend(ExpertBackend):
         )
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
+        if self.adapters.names:
+            await self._check_lora_ops()
         for lora in self.adapters.preload(self.options):  # a bad adapter fails the boot, not its first request
             await self._engine.add_lora(lora)
+
+    async def _check_lora_ops(self) -> None:
+        """On CPU, vLLM's own LoRA ops give base requests of a mixed batch the wrong weights: refuse to
+        serve adapters unless CoE's replacement is in the engine process."""
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu() and not all(await self._engine.collective_rpc("coe_lora_cpu_installed")):
+            self.close()
+            raise ExpertUnavailable(f"expert '{self.served_name}': CoE's CPU LoRA ops are not installed in the engine "
+                                    "(coe/experts/lora_cpu.py); adapters are not served without them")
 
     @property
     def engine(self) -> Any:

@@ -1,6 +1,6 @@
 """LoRA specialists served on their base's engine: each equals its merged checkpoint, batched together.
 
-Two real adapters of SmolLM2 are trained here with `coe finetune`'s code (tests/harness/lora_specialists.py),
+Two real adapters of SmolLM2 are trained here with `coe finetune`'s code (coe/finetune/quick.py),
 which writes each fine-tune twice: as a PEFT adapter and merged into a checkpoint. One engine on the
 base serves both adapters and the base itself; every answer, sent as one mixed batch, must equal the
 answer of an engine booted directly on the merged checkpoint (or the base). In float32 they are equal
@@ -27,7 +27,7 @@ from coe.config import EngineOptions, PromptFormat
 from coe.experts.vllm_backend import VLLMBackend
 from coe.models.prepare import prepare
 from coe.protocol import GenerationRequest, SamplingSettings
-from tests.harness.lora_specialists import build_specialists
+from coe.finetune.quick import build_specialists
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 

@@ -19,32 +19,14 @@ def _adapter(folder: Path, rank: int) -> Path:
 def test_engine_args_turn_lora_on_sized_for_the_adapters(tmp_path: Path) -> None:
     assert LoRASet({}).engine_args(EngineOptions()) == {}
     adapters = {"a": _adapter(tmp_path / "a", 4), "b": _adapter(tmp_path / "b", 12), "c": _adapter(tmp_path / "c", 8)}
-    loras = LoRASet(adapters, zero_for_base=False)
+    loras = LoRASet(adapters)
     args = loras.engine_args(EngineOptions(lora_slots=2, lora_cache=8))
     assert args == {"enable_lora": True, "max_loras": 2, "max_lora_rank": 16, "max_cpu_loras": 3}
     assert len(loras.preload(EngineOptions(lora_slots=1, lora_cache=2))) == 2
-    # with the zero adapter base requests take (vLLM-CPU), one more slot and one more cache entry
-    with_zero = LoRASet(adapters, zero_for_base=True).engine_args(EngineOptions(lora_slots=2, lora_cache=8))
-    assert (with_zero["max_loras"], with_zero["max_cpu_loras"]) == (3, 4)
-
-
-def test_the_zero_adapter_copies_the_shapes_with_every_weight_zero(tmp_path: Path) -> None:
-    from safetensors.torch import load_file, save_file
-    import torch
-
-    from coe.experts.lora import write_zero_adapter
-
-    real = _adapter(tmp_path / "real", 8)
-    save_file({"a.lora_A.weight": torch.randn(8, 32), "a.lora_B.weight": torch.randn(64, 8)}, str(real / "adapter_model.safetensors"))
-    zero = write_zero_adapter(real, (tmp_path / "zero"))
-    weights = load_file(str(zero / "adapter_model.safetensors"))
-    assert {k: tuple(v.shape) for k, v in weights.items()} == {"a.lora_A.weight": (8, 32), "a.lora_B.weight": (64, 8)}
-    assert all(not v.any() for v in weights.values())
-    assert (zero / "adapter_config.json").read_text() == (real / "adapter_config.json").read_text()
 
 
 def test_ids_are_stable_and_unknown_adapters_are_refused(tmp_path: Path) -> None:
-    loras = LoRASet({"a": _adapter(tmp_path / "a", 8), "b": _adapter(tmp_path / "b", 8)}, zero_for_base=False)
+    loras = LoRASet({"a": _adapter(tmp_path / "a", 8), "b": _adapter(tmp_path / "b", 8)})
     assert loras.request_for(None, "base") is None
     request = loras.request_for("b", "base")
     assert (request.lora_name, request.lora_int_id, request.lora_path) == ("b", 2, str(tmp_path / "b"))
@@ -55,4 +37,4 @@ def test_ids_are_stable_and_unknown_adapters_are_refused(tmp_path: Path) -> None
 
 def test_a_rank_vllm_cannot_serve_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExpertUnavailable, match="rank 1024"):
-        LoRASet({"a": _adapter(tmp_path / "a", 1024)}, zero_for_base=False).engine_args(EngineOptions())
+        LoRASet({"a": _adapter(tmp_path / "a", 1024)}).engine_args(EngineOptions())

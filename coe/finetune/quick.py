@@ -1,4 +1,5 @@
-"""Two real LoRA specialists of SmolLM2 for the tests, trained here in seconds by `coe finetune`'s code.
+"""Quick real LoRA specialists of SmolLM2, trained in seconds by `coe finetune`'s code, for the tests and
+for benches that run before `make experts` has built the full ones.
 
 A few steps at a high learning rate on the code and math data move the weights enough that the
 specialists answer differently from the base (so a test that compares them can fail), and each is
