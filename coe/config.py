@@ -333,7 +333,10 @@ class SwapPoolConfig(StrictModel):
     eviction: EvictionPolicy = EvictionPolicy.lru
     batching: BatchingPolicy = BatchingPolicy.group
     max_wait_ms: int = Field(500, ge=0, description="How long a request may wait while another expert's batch runs.")
-    prefetch: bool = Field(True, description="Promote queued requests' experts cold -> warm before their turn.")
+    prefetch: bool = Field(
+        False, description="Promote queued requests' experts cold -> warm before their turn. Off by default: in "
+        "`make bench-swap` on 2 cores the background copy competes with decoding and raised p50 (README).",
+    )
     max_queued: int = Field(
         256, ge=1, description="Requests one slot holds waiting for their expert; past it: 503 with Retry-After at once."
     )
