@@ -1,7 +1,7 @@
 """Specialists of one base as LoRA adapters on its engine against today's swap pool, on one mixed trace.
 
 The same seeded trace (Poisson arrivals, a mix of base, code and math requests, greedy, EOS ignored
-so every request decodes exactly `--max-tokens` tokens) is replayed three times in one process, one
+so every request decodes exactly `--max-tokens` tokens) is replayed three times from one process, one
 engine at a time, each with the same engine settings (eager, bf16, one pinned core, same batch size):
 
   lora       one engine on the base with both adapters (vLLM multi-LoRA, CoE's LoRASet): no swaps;
@@ -37,7 +37,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process engines: one process, one run
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # (AsyncLLM still runs its engine core in a child)
 
 from coe import paths  # noqa: E402
 from coe.config import EngineOptions, ExpertConfig, PromptFormat, SwapPoolConfig  # noqa: E402
