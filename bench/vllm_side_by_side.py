@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -103,6 +104,27 @@ class VLLMServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+
+
+def env_items(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
+    """--coe-env's KEY=VALUE items as a dict (a usage error otherwise)."""
+    try:
+        return dict(item.split("=", 1) for item in items)
+    except ValueError:
+        parser.error(f"--coe-env takes KEY=VALUE items, got {items}")
+
+
+def same_engine_setup(prefix: str) -> tuple[Any, Path, Path]:
+    """The bench expert's engine options pinned to core 0, its checkpoint, and a fresh log folder holding
+    a coe.yaml with that expert alone: what both arms of a side-by-side run share."""
+    expert = load_config().expert(EXPERT)
+    if expert is None:
+        raise SystemExit(f"the default coe.yaml has no expert {EXPERT}")
+    options = expert.engine.model_copy(update={"cpu_bind": "0"})
+    logs = Path(tempfile.mkdtemp(prefix=prefix))
+    config = {"experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
+    (logs / "coe.yaml").write_text(yaml.safe_dump(config))
+    return options, resolve_checkpoint(expert), logs
 
 
 async def one_request(client: httpx.AsyncClient, model: str, question: str, max_tokens: int,
@@ -195,20 +217,9 @@ def main() -> int:
                         help="also run a third arm: CoE with these environment variables (e.g. Ray Serve knobs)")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
-    try:
-        extra_env = dict(item.split("=", 1) for item in args.coe_env)
-    except ValueError:
-        parser.error(f"--coe-env takes KEY=VALUE items, got {args.coe_env}")
+    extra_env = env_items(parser, args.coe_env)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-    expert = load_config().expert(EXPERT)
-    if expert is None:
-        raise SystemExit(f"the default coe.yaml has no expert {EXPERT}")
-    options = expert.engine.model_copy(update={"cpu_bind": "0"})
-    checkpoint = resolve_checkpoint(expert)
-    logs = Path(tempfile.mkdtemp(prefix="coe-bench-vllm-"))
-    config = {"experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
-    (logs / "coe.yaml").write_text(yaml.safe_dump(config))
+    options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
 
     vllm: list[Cell] = []
     coe: list[Cell] = []

@@ -158,11 +158,19 @@ class Usage:
         }
 
 
+def elapsed_ms(since: float) -> float:
+    """Milliseconds from a `time.perf_counter()` reading until now: the unit of GenerationResult.timings."""
+    return (time.perf_counter() - since) * 1000.0
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     text: str
     finish_reason: str
     usage: Usage
+    # Milliseconds per hop, added by each layer the result passes on its way back ("expert", "handle"):
+    # the answer's Server-Timing header (coe/api/server_timing.py). Not part of the answer's identity.
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from coe.api.errors import validation_to_error
+from coe.api.server_timing import HEADER as TIMING_HEADER, header_value
 from coe.api.state import ApiState
 from coe.errors import CoEError, InvalidRequest, ModelNotFound
 from coe.experts.base import ExpertBackend
@@ -35,6 +37,7 @@ from coe.protocol import (
     Usage,
     chunk_body,
     completion_body,
+    elapsed_ms,
 )
 
 log = logging.getLogger(__name__)
@@ -108,26 +111,35 @@ async def complete(
     charge: Callable[[int], None] | None = None,
 ) -> JSONResponse | StreamingResponse:
     generation = GenerationRequest.from_wire(req, request_id=f"coe-{uuid.uuid4().hex}")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     expert_id, decision = await choose_expert(state, req, generation.messages, conversation_id)
+    if decision is not None:
+        timings["route"] = elapsed_ms(started)
     resolve_expert(state, expert_id)
     caller = state.caller()
     chain = caller.chain(expert_id, decision.ranking if decision else ())
     attempts = Attempts()
+    called = time.perf_counter()
     if not req.stream:
         answered_by, result = await caller.complete(chain, generation, attempts)
+        timings["call"] = elapsed_ms(called)
         body = {**completion_body(CompletionIds(model=answered_by), result), **_metadata(decision, attempts)}
         if charge is not None:
             charge(result.usage.total_tokens)
-        return JSONResponse(body, headers=routing_headers(answered_by, decision, attempts))
+        headers = {**routing_headers(answered_by, decision, attempts), TIMING_HEADER: header_value({**timings, **result.timings})}
+        return JSONResponse(body, headers=headers)
 
     # The first piece is awaited before any byte is sent: a request every expert refuses still gets a 4xx.
     answered_by, first, rest = await caller.open_stream(chain, generation, attempts)
+    timings["first"] = elapsed_ms(called)
     pieces = caller.stream(chain, generation, answered_by, first, rest, attempts)
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
     return StreamingResponse(
         _sse_events(CompletionIds(model=answered_by), pieces, include_usage, decision, attempts, charge),
         media_type="text/event-stream",
-        headers={**routing_headers(answered_by, decision, attempts), "cache-control": "no-cache"},
+        headers={**routing_headers(answered_by, decision, attempts), "cache-control": "no-cache",
+                 TIMING_HEADER: header_value(timings)},
     )
 
 

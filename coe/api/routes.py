@@ -9,9 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from coe.api.chat import complete, parse_request
+from coe.api.server_timing import HEADER as TIMING_HEADER, appended
 from coe.api.state import ApiState
 from coe.errors import CoEError, ModelNotFound, RequestTooLarge
 from coe.experts.base import ExpertInfo
+from coe.protocol import elapsed_ms
 
 router = APIRouter()
 STARTED = int(time.time())
@@ -35,6 +37,7 @@ async def _read_limited(request: Request, limit: int) -> bytes:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
     state = _state(request)
     gate = state.admission()
     gate.enter()
@@ -42,6 +45,7 @@ async def chat_completions(request: Request) -> Response:
         raw = await _read_limited(request, state.server.max_request_bytes)
         response = await complete(state, parse_request(raw), request.headers.get("x-coe-conversation-id"),
                                   getattr(request.state, "charge_tokens", None))  # set by SharedState
+        response.headers[TIMING_HEADER] = appended(response.headers.get(TIMING_HEADER), "ingress", elapsed_ms(started))
     except BaseException:
         gate.leave()
         raise

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any, NoReturn
 
 from coe.errors import CoEError, ExpertUnavailable
 from coe.experts.base import ExpertBackend
-from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
+from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, elapsed_ms
 from coe.serve.coalesce import coalesced
 
 
@@ -70,12 +71,15 @@ class ServeHandleClient(ExpertBackend):
             raise err from None
 
     async def chat(self, request: GenerationRequest) -> GenerationResult:
+        started = time.perf_counter()
         response = self.handle.chat.remote(self._for_engine(request))
         await self._accepted(response)
         try:
-            return await response
+            result = await response
         except Exception as err:
             reraise_from_replica(err, self.expert_id)
+        result.timings["handle"] = elapsed_ms(started)
+        return result
 
     async def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         """One Ray message per engine output; the pieces that queue up while the ingress is busy are

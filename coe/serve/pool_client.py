@@ -6,11 +6,12 @@ answer is recorded back so the next request for the same expert lands on the sam
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from coe.experts.base import ExpertBackend
-from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
+from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, elapsed_ms
 from coe.serve.handle_client import reraise_from_replica
 from coe.swap.placement import Placement
 
@@ -24,12 +25,14 @@ class PooledExpertClient(ExpertBackend):
     async def chat(self, request: GenerationRequest) -> GenerationResult:
         slot = await self.placement.choose(self.expert_id)
         self.placement.begin(slot)
+        started = time.perf_counter()
         try:
             result = await self.slots[slot].chat.remote(self.expert_id, request)
         except Exception as err:
             reraise_from_replica(err, self.expert_id)
         finally:
             self.placement.end(slot)
+        result.timings["handle"] = elapsed_ms(started)  # with the slot's queue and any swap inside it
         await self.placement.record(slot, self.expert_id)
         return result
 

@@ -11,6 +11,7 @@ import sys
 import httpx
 import pytest
 
+from coe.api import server_timing
 from tests.integration.conftest import GEMMA, MOE, MOE_SWAPPED, REMOTE, SMOL, VARIANT
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
@@ -140,3 +141,13 @@ def test_ignore_eos_generates_exactly_max_tokens(client) -> None:
     reply = client.chat.completions.create(model=SMOL, messages=[{"role": "user", "content": "Say hi."}],
                                            temperature=0, max_tokens=40, extra_body={"ignore_eos": True})
     assert reply.usage.completion_tokens == 40 and reply.choices[0].finish_reason == "length"
+
+
+def test_server_timing_splits_a_local_answer_by_hop(base_url: str) -> None:
+    """Each layer reports its own share (coe/api/server_timing.py): nested, so each is at most its parent."""
+    body = {"model": SMOL, "messages": CAPITAL, "max_tokens": 4, "temperature": 0}
+    resp = httpx.post(f"{base_url}/chat/completions", json=body, timeout=120)
+    assert resp.status_code == 200
+    timings = server_timing.parse(resp.headers["server-timing"])
+    assert set(timings) == {"call", "handle", "expert", "ingress"}
+    assert 0 < timings["expert"] <= timings["handle"] <= timings["call"] <= timings["ingress"]

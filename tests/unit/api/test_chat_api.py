@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from fastapi.testclient import TestClient
 
+from coe.api import server_timing
 from coe.api.app import build_app
 from coe.api.state import ApiState
 from coe.config import ServerConfig
@@ -106,3 +107,25 @@ def test_models_and_health() -> None:
     assert client.get("/v1/models/echo").json()["coe"]["kind"] == "local"
     assert client.get("/v1/models/nope").status_code == 404
     assert client.get("/health").json() == {"status": "ok", "experts": {"echo": "ok"}}
+
+
+def _timings(resp) -> dict[str, float]:
+    return server_timing.parse(resp.headers["server-timing"])
+
+
+def test_server_timing_names_each_hop_with_the_backends_own_numbers() -> None:
+    class TimedEcho(FakeEchoBackend):
+        async def chat(self, request: GenerationRequest) -> GenerationResult:
+            result = await super().chat(request)
+            return GenerationResult(result.text, result.finish_reason, result.usage, timings={"expert": 12.5})
+
+    state = ApiState(server=ServerConfig(), experts={"echo": TimedEcho()}, infos={"echo": ExpertInfo("echo", "local")})
+    timings = _timings(TestClient(build_app(state)).post("/v1/chat/completions", json=_chat("a b")))
+    assert set(timings) == {"call", "expert", "ingress"}
+    assert timings["expert"] == 12.5  # passed through from the backend, not re-measured
+    assert 0 <= timings["call"] <= timings["ingress"]
+
+
+def test_server_timing_of_a_stream_covers_the_wait_for_the_first_piece() -> None:
+    timings = _timings(_client().post("/v1/chat/completions", json=_chat("a b", stream=True)))
+    assert set(timings) == {"first", "ingress"} and 0 <= timings["first"] <= timings["ingress"]

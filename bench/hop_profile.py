@@ -1,0 +1,127 @@
+"""Where one request's time goes, hop by hop: CoE's Server-Timing header against vLLM's own server.
+
+    python bench/hop_profile.py                 # about 3 minutes on 2 cores
+    python bench/hop_profile.py --requests 60 --max-tokens 1 32
+    python bench/hop_profile.py --coe-env RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0   # a third arm
+
+The same setup as bench/vllm_side_by_side.py (the prepared SmolLM2 checkpoint, eager bf16, one pinned
+core, greedy, `ignore_eos`): vLLM's OpenAI server first, then `coe serve` with that checkpoint as its
+one expert, never together. Sequential non-streaming requests (one client: latency, not throughput).
+For CoE every answer's Server-Timing header (coe/api/server_timing.py) splits the client's latency:
+
+    outside the route  client latency - ingress: HTTP, the Ray Serve proxy, the hops proxy <-> ingress
+                       (both ways), middleware
+    ingress            ingress - call: body read, parsing, failover bookkeeping, building the response
+    handle hop         call - expert: the Ray Serve handle round trip to the expert replica and back
+                       (`handle` itself is measured inside `call`; the rest of `call` is the failover layer)
+    expert             tokenize + vLLM's AsyncLLM + detokenize in the expert replica
+
+vLLM's server does the same `expert` work plus its own HTTP layer, so `vLLM server - expert` is what
+its HTTP costs, the fair price of a front door. Medians over the requests; one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+
+from coe import paths
+from coe.api import server_timing
+from coe.serve.subprocess_server import CoEServer, free_port
+from endpoint_overhead import QUESTIONS  # bench/ is on sys.path when run as a script
+from vllm_side_by_side import EXPERT, VLLMServer, env_items, same_engine_setup
+
+WARMUP = 3
+
+
+async def sequential(url: str, max_tokens: int, requests: int) -> list[tuple[float, dict[str, float]]]:
+    """(client ms, server timings) per request, after a warm-up."""
+    out = []
+    async with httpx.AsyncClient(base_url=f"{url}/v1", timeout=300) as client:
+        for i in range(WARMUP + requests):
+            body = {"model": EXPERT, "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+                    "temperature": 0, "max_tokens": max_tokens, "ignore_eos": True}
+            started = time.perf_counter()
+            resp = await client.post("/chat/completions", json=body)
+            ms = (time.perf_counter() - started) * 1000
+            resp.raise_for_status()
+            if i >= WARMUP:
+                out.append((ms, server_timing.parse(resp.headers.get("server-timing", ""))))
+    return out
+
+
+def breakdown(vllm: list[tuple[float, dict]], coe: list[tuple[float, dict]]) -> dict[str, float]:
+    med = lambda values: round(statistics.median(values), 2)  # noqa: E731
+    return {
+        "vllm_server_ms": med([c for c, _ in vllm]),
+        "coe_client_ms": med([c for c, _ in coe]),
+        "outside_route_ms": med([c - t["ingress"] for c, t in coe]),
+        "ingress_ms": med([t["ingress"] - t["call"] for _, t in coe]),
+        "failover_layer_ms": med([t["call"] - t["handle"] for _, t in coe]),
+        "handle_hop_ms": med([t["handle"] - t["expert"] for _, t in coe]),
+        "expert_ms": med([t["expert"] for _, t in coe]),
+    }
+
+
+def markdown(rows: dict[int, dict[str, float]]) -> str:
+    names = [("vLLM server (client latency)", "vllm_server_ms"), ("CoE (client latency)", "coe_client_ms"),
+             ("  outside the route (HTTP, Ray proxy, hops to the ingress and back)", "outside_route_ms"),
+             ("  ingress (parse, build the response)", "ingress_ms"), ("  failover layer", "failover_layer_ms"),
+             ("  handle hop (ingress -> expert replica -> back)", "handle_hop_ms"),
+             ("  expert (tokenize, AsyncLLM, detokenize)", "expert_ms")]
+    tokens = sorted(rows)
+    lines = ["| p50 ms | " + " | ".join(f"max_tokens {t}" for t in tokens) + " |", "|---|" + "---:|" * len(tokens)]
+    lines += [f"| {label} | " + " | ".join(f"{rows[t][key]:.1f}" for t in tokens) + " |" for label, key in names]
+    lines.append("| vLLM server - expert (its own HTTP layer) | "
+                 + " | ".join(f"{rows[t]['vllm_server_ms'] - rows[t]['expert_ms']:.1f}" for t in tokens) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--max-tokens", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--coe-first", action="store_true", help="run the CoE arm first (an order check)")
+    parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="also run CoE with these environment variables (a third arm, last)")
+    parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "hop_profile.json")
+    args = parser.parse_args()
+    extra_env = env_items(parser, args.coe_env)
+    options, checkpoint, logs = same_engine_setup("coe-bench-hops-")
+
+    def arm(server) -> dict[int, list]:
+        try:
+            return {t: asyncio.run(sequential(server.url, t, args.requests)) for t in args.max_tokens}
+        finally:
+            server.stop()
+
+    arms = {}
+    for name in (("coe", "vllm") if args.coe_first else ("vllm", "coe")):
+        print(f"{name} arm (logs in {logs}) ...", flush=True)
+        if name == "vllm":
+            arms[name] = arm(VLLMServer(checkpoint, EXPERT, options, free_port(), logs / "vllm.log").start())
+        else:
+            arms[name] = arm(CoEServer(logs / "coe.yaml", free_port(), logs / "coe.log").start())
+    if extra_env:
+        print(f"coe arm with {' '.join(args.coe_env)} ...", flush=True)
+        arms["coe+env"] = arm(CoEServer(logs / "coe.yaml", free_port(), logs / "coe-env.log", env=extra_env).start())
+    vllm, coe = arms["vllm"], arms["coe"]
+    rows = {t: breakdown(vllm[t], coe[t]) for t in args.max_tokens}
+    print(markdown(rows))
+    if extra_env:
+        tuned = {t: breakdown(vllm[t], arms["coe+env"][t]) for t in args.max_tokens}
+        print(f"\nwith {' '.join(args.coe_env)}:\n" + markdown(tuned))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"rows": rows, "raw": arms, "requests": args.requests, "coe_env": extra_env}, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
