@@ -25,17 +25,22 @@ def swap_bench(
     slot_weights: Annotated[str, typer.Option(help="unpacked (memcpy-speed swaps) or repack (vLLM's packed CPU kernels).")] = "unpacked",
     warm_gib: Annotated[float, typer.Option(help="Warm-tier budget for the run.")] = 0.8,
     seed: Annotated[int, typer.Option(help="Seed of the trace.")] = 0,
+    scale: Annotated[str, typer.Option(help="base (SmolLM2-135M) or 1b (a synthetic 1.1B checkpoint of its architecture, random weights: copy speed only).")] = "base",
+    long_wait_ms: Annotated[int, typer.Option(min=0, help="Also replay with grouping at this max_wait (0: no such row).")] = 2000,
     out: Annotated[Path, typer.Option(help="Where the JSON results go.")] = paths.results_dir("bench") / "swap_bench.json",
 ) -> None:
     """Measure swaps on this machine (boots one engine; about 3-6 minutes on 2 cores)."""
     with fail_cleanly():
         if slot_weights not in {"unpacked", "repack"}:
             raise UsageError(f"--slot-weights must be unpacked or repack, not {slot_weights!r}")
+        if scale not in {"base", "1b"}:
+            raise UsageError(f"--scale must be base or 1b, not {scale!r}")
         from coe.swap.benchmark import run
 
         with tempfile.TemporaryDirectory(prefix="coe-swap-bench-") as work:
             results = asyncio.run(run(Path(work), repeats, trace_requests, experts, rate, slot_weights, warm_gib, seed,
-                                      say=lambda m: console.print(m)))
+                                      say=lambda m: console.print(m), long_wait_ms=long_wait_ms,
+                                      scale=None if scale == "base" else scale))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
         console.print(f"results: {out}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from coe.errors import ContextLengthExceeded, ExpertUnavailable
 from coe.experts.base import ExpertBackend
 from coe.experts.lora import LoRASet
 from coe.experts.prompts import render_prompt, stop_strings
-from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, Usage
+from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, Usage, elapsed_ms
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +155,14 @@ class VLLMBackend(ExpertBackend):
         )
 
     async def chat(self, request: GenerationRequest) -> GenerationResult:
+        started = time.perf_counter()
         text = ""
         finish, usage = "stop", Usage(0, 0)
         async for delta in self._generate(request, streaming=False):
             text += delta.text
             finish = delta.finish_reason or finish
             usage = delta.usage or usage
-        return GenerationResult(text=text, finish_reason=finish, usage=usage)
+        return GenerationResult(text=text, finish_reason=finish, usage=usage, timings={"expert": elapsed_ms(started)})
 
     def chat_stream(self, request: GenerationRequest) -> AsyncIterator[GenerationDelta]:
         return self._generate(request, streaming=True)

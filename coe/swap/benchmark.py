@@ -3,10 +3,13 @@
 Part 1 (tiers), one process, one engine, every number from the same run:
   warm -> hot  against a plain memcpy (torch `copy_`) of the same number of bytes,
   cold -> hot  against a plain sequential read of the same file, page cache dropped before each,
-  checkpoint -> hot (vLLM's own `reload_weights`, the path without images) and a fresh engine boot.
+  checkpoint -> hot (vLLM's own `reload_weights`, the path without images) and a fresh engine boot;
+  each swap also with the copy alone as the engine process timed it.
 Part 2 (trace replay): a seeded stream of requests over more experts than slots, replayed with and
-without grouping by expert and prefetch: p50/p99 latency and swaps per 100 requests.
-The extra experts are synthetic variants of SmolLM2 (coe/models/variants.py).
+without grouping by expert and prefetch (and with a longer max_wait): p50/p99 latency and swaps per
+100 requests.
+The extra experts are synthetic variants of SmolLM2 (coe/models/variants.py); `--scale 1b` uses a
+synthetic 1.1B checkpoint of its architecture with random weights instead (copy speed only).
 """
 
 from __future__ import annotations
@@ -42,18 +45,26 @@ def _request(prompt: str, max_tokens: int):
                              SamplingSettings(temperature=0.0, max_tokens=max_tokens))
 
 
-async def _boot(n_experts: int, slot_weights: str, warm_gib: float, work: Path, say: Callable[[str], None]) -> Env:
+async def _boot(n_experts: int, slot_weights: str, warm_gib: float, work: Path, say: Callable[[str], None],
+                scale: str | None = None) -> Env:
+    """`scale="1b"`: the experts are a synthetic ~1.1B-parameter checkpoint of SmolLM2's architecture
+    with random weights (coe/models/variants.py: make_scaled), built once into the cache, and its
+    variants: for how swap speed scales with size, not for answers."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     from coe.config import EngineOptions, ExpertConfig, PromptFormat, SwapPoolConfig
     from coe.models.prepare import prepare
-    from coe.models.variants import make_variant
+    from coe.models.variants import make_scaled, make_variant
+    from coe.paths import cache_subdir
     from coe.swap.slot import EngineSlot
 
-    base = prepare(BASE).path
-    checkpoints = {BASE: base}
+    base, name = prepare(BASE).path, BASE
+    if scale == "1b":
+        say("building the synthetic 1.1B checkpoint (random weights; once, cached)")
+        base, name = make_scaled(base, cache_subdir("synthetic-models") / "smollm2-arch-1b-random"), "smollm2-arch-1b-random"
+    checkpoints = {name: base}
     for seed in range(1, n_experts):
         say(f"variant {seed}/{n_experts - 1}")
-        checkpoints[f"{BASE}-variant-{seed}"] = make_variant(base, work / "variants" / f"v{seed}", seed)
+        checkpoints[f"{name}-variant-{seed}"] = make_variant(base, work / "variants" / f"v{seed}", seed)
     experts = {e: ExpertConfig(id=e, weights=str(p), prompt_format=PromptFormat.chat,
                                engine=EngineOptions(max_model_len=512, max_num_seqs=16, cpu_bind="0"))
                for e, p in checkpoints.items()}
@@ -94,11 +105,14 @@ def _sequential_read_seconds(path: Path) -> tuple[float, bool]:
     return time.perf_counter() - t, dropped
 
 
-async def _swap_seconds(slot, expert: str) -> float:
+async def _swap_seconds(slot, expert: str, copies: list[float] | None = None) -> float:
+    """The swap as a waiting request sees it; `copies` collects the copy inside the engine process alone."""
     await slot._swap(expert)  # the scheduler's own swap step (nothing in flight here)
     # A cold swap starts a cold -> warm promotion in the background: let it finish untimed, so it
     # never overlaps the next timed step.
     await asyncio.gather(*slot._promoting.values(), return_exceptions=True)
+    if copies is not None:
+        copies.append(slot.last_swap["copy_seconds"])
     return slot.last_swap["seconds"]
 
 
@@ -119,9 +133,13 @@ async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict
     nbytes = slot.last_swap["bytes"]
     await _swap_seconds(slot, a)
     for e in (a, b):
-        slot.tiers.promote(e)
+        if slot.tiers.promote(e) is None:
+            raise RuntimeError(f"the warm tier cannot hold two {nbytes / 2**30:.2f} GiB images: pass a larger --warm-gib "
+                               f"(and check that {slot.tiers.paths.warm_dir} has the room)")
     say(f"warm -> hot x{repeats}")
-    warm = [await _swap_seconds(slot, e) for _ in range(repeats) for e in (b, a)]
+    warm_copies: list[float] = []
+    cold_copies: list[float] = []
+    warm = [await _swap_seconds(slot, e, warm_copies) for _ in range(repeats) for e in (b, a)]
     memcpy = _memcpy_seconds(nbytes, repeats)
     say(f"cold -> hot x{repeats} (page cache dropped before each)")
     cold, reads, dropped = [], [], True
@@ -129,7 +147,7 @@ async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict
         for e in (b, a):
             slot.tiers.evict(e)
             dropped &= drop_page_cache(slot.tiers.paths.cold(e))
-            cold.append(await _swap_seconds(slot, e))
+            cold.append(await _swap_seconds(slot, e, cold_copies))
             read_s, ok = _sequential_read_seconds(slot.tiers.paths.cold(e))
             reads.append(read_s)
             dropped &= ok
@@ -139,8 +157,10 @@ async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict
         "checkpoint_s": checkpoint_s,
         "image_write_s": image_write_s,
         "warm_s": statistics.median(warm),
+        "warm_copy_s": statistics.median(warm_copies),
         "memcpy_s": memcpy,
         "cold_s": statistics.median(cold),
+        "cold_copy_s": statistics.median(cold_copies),
         "read_s": statistics.median(reads),
         "page_cache_dropped": dropped,
         "decode_tok_s": await _decode_tok_s(slot),
@@ -159,9 +179,11 @@ def format_tiers(r: dict) -> str:
         f"slot weights: {r['slot_weights']}; image {r['bytes'] / 1e6:.0f} MB; decode batch-1 {r['decode_tok_s']:.1f} tok/s",
         "| path | time (median) | bandwidth | against the machine | faster than a fresh boot |",
         "|---|---:|---:|---|---:|",
-        row("warm -> hot (read from tmpfs)", r["warm_s"], "memcpy bandwidth", r["memcpy_s"]),
+        row("warm -> hot (kept mapping of the tmpfs image)", r["warm_s"], "memcpy bandwidth", r["memcpy_s"]),
+        row("  of which the copy in the engine process", r["warm_copy_s"], "memcpy bandwidth", r["memcpy_s"]),
         row("memcpy of the same bytes", r["memcpy_s"], "", None),
         row("cold -> hot (disk, sha256 on the way)", r["cold_s"], "sequential-read bandwidth", r["read_s"]),
+        row("  of which the read + sha256 in the engine process", r["cold_copy_s"], "sequential-read bandwidth", r["read_s"]),
         row("sequential read of the same file", r["read_s"], "", None),
         row("checkpoint -> hot (vLLM reload_weights alone)", r["checkpoint_s"], "", None),
         row("first-use image write + sha256 (after the reload)", r["image_write_s"], "", None),
@@ -191,7 +213,9 @@ async def build_every_image(env: Env) -> None:
         await _swap_seconds(env.slot, expert)
 
 
-async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_tokens: int) -> dict:
+async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_tokens: int,
+                 max_wait_ms: int | None = None) -> dict:
+    """One row of the replay; `max_wait_ms` (grouping only) overrides the pool's."""
     from coe.swap.scheduler import BatchingPolicy, SwapScheduler
 
     slot = env.slot
@@ -203,7 +227,8 @@ async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_toke
         slot.tiers.evict(e)
     slot.pool.prefetch = prefetch
     policy = BatchingPolicy.group if grouping else BatchingPolicy.fifo
-    slot.scheduler = SwapScheduler(slot.hot, slot._swap, policy, slot.pool.max_wait_ms / 1000, slot._on_queued)
+    wait_ms = slot.pool.max_wait_ms if max_wait_ms is None else max_wait_ms
+    slot.scheduler = SwapScheduler(slot.hot, slot._swap, policy, wait_ms / 1000, slot._on_queued)
     swaps_before = sum(slot.metrics.swaps.values())
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -217,7 +242,7 @@ async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_toke
     latencies = sorted(await asyncio.gather(*(one(*item) for item in trace)))
     swaps = sum(slot.metrics.swaps.values()) - swaps_before
     return {
-        "grouping": grouping, "prefetch": prefetch,
+        "grouping": grouping, "prefetch": prefetch, "max_wait_ms": wait_ms if grouping else None,
         "p50_s": latencies[len(latencies) // 2], "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "swaps_per_100": 100 * swaps / len(trace), "wall_s": loop.time() - start,
     }
@@ -227,14 +252,18 @@ def format_replay(rows: list[dict], n: int, experts: int, rate: float) -> str:
     lines = [f"trace: {n} requests, {experts} experts, 1 slot, {rate:g} req/s Poisson, Zipf popularity",
              "| grouping by expert | prefetch | p50 | p99 | swaps / 100 requests | wall |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {'yes' if r['grouping'] else 'no (FIFO)'} | {'yes' if r['prefetch'] else 'no'} | "
+        grouping = f"yes, max_wait {r['max_wait_ms']} ms" if r["grouping"] else "no (FIFO)"
+        lines.append(f"| {grouping} | {'yes' if r['prefetch'] else 'no'} | "
                      f"{r['p50_s']:.2f} s | {r['p99_s']:.2f} s | {r['swaps_per_100']:.0f} | {r['wall_s']:.0f} s |")
     return "\n".join(lines)
 
 
 async def run(work: Path, repeats: int, trace_requests: int, experts: int, rate: float, slot_weights: str,
-              warm_gib: float, seed: int, say: Callable[[str], None]) -> dict:
-    env = await _boot(experts, slot_weights, warm_gib, work, say)
+              warm_gib: float, seed: int, say: Callable[[str], None], long_wait_ms: int = 0,
+              scale: str | None = None) -> dict:
+    """`long_wait_ms` > 0 adds a row: grouping with that max_wait (the trade of swaps against waiting).
+    `scale="1b"`: a synthetic 1.1B checkpoint instead of SmolLM2 (see _boot)."""
+    env = await _boot(experts, slot_weights, warm_gib, work, say, scale)
     try:
         tiers = await tier_bench(env, repeats, say)
         say("\n" + format_tiers(tiers))
@@ -243,9 +272,12 @@ async def run(work: Path, repeats: int, trace_requests: int, experts: int, rate:
             trace = make_trace(list(env.checkpoints), trace_requests, rate, seed)
             say("building every expert's image once (every replay row starts from the same images)")
             await build_every_image(env)
-            for grouping, prefetch in [(False, False), (False, True), (True, False), (True, True)]:
-                say(f"replaying the trace: grouping={grouping} prefetch={prefetch}")
-                rows.append(await replay(env, trace, grouping, prefetch, max_tokens=8))
+            arms = [(False, False, None), (False, True, None), (True, False, None), (True, True, None)]
+            if long_wait_ms:
+                arms.append((True, False, long_wait_ms))
+            for grouping, prefetch, wait in arms:
+                say(f"replaying the trace: grouping={grouping} prefetch={prefetch}" + (f" max_wait={wait} ms" if wait else ""))
+                rows.append(await replay(env, trace, grouping, prefetch, max_tokens=8, max_wait_ms=wait))
             say("\n" + format_replay(rows, trace_requests, experts, rate))
         return {"tiers": tiers, "replay": rows}
     finally:

@@ -57,7 +57,12 @@ def read_header(path: Path) -> tuple[int, list[TensorEntry]]:
     """Offset of the data section and the tensors in file order (safetensors layout)."""
     with path.open("rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
+        return parse_header(length, f.read(length))
+
+
+def parse_header(length: int, header_bytes: bytes) -> tuple[int, list[TensorEntry]]:
+    """`read_header` on bytes already read (or mapped): the 8-byte length and the JSON after it."""
+    header = json.loads(header_bytes)
     entries = [
         TensorEntry(name, spec["dtype"], tuple(spec["shape"]), *spec["data_offsets"])
         for name, spec in header.items()

@@ -67,6 +67,7 @@ class EngineSlot:
         self.last_swap: dict | None = None
         self.boot_seconds = 0.0  # the engine boot alone (without saving the first image)
         self._last_build: dict = {}
+        self._last_copy_s: float | None = None  # the copy alone, inside the engine process, of the last image load
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -158,8 +159,13 @@ class EngineSlot:
             self._promoting[expert] = asyncio.get_running_loop().create_task(self._promote(expert))
 
     async def _promote(self, expert: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def forget_evicted() -> None:  # runs in promote's thread: the engine lets go of evicted images' pages
+            asyncio.run_coroutine_threadsafe(self._rpc("coe_forget_images"), loop).result(timeout=60)
+
         try:
-            if await asyncio.to_thread(self.tiers.promote, expert, frozenset({self.hot})):
+            if await asyncio.to_thread(self.tiers.promote, expert, frozenset({self.hot}), forget_evicted):
                 self.metrics.promotions += 1
         except Exception as err:  # a bad image is refused again, loudly, when it is swapped in
             log.warning("slot %s: could not promote %s to warm: %s", self.name, expert, err)
@@ -181,7 +187,8 @@ class EngineSlot:
         await self.backend.engine.reset_prefix_cache()
         self.hot = expert
         self.tiers.touch(expert)
-        self.last_swap = {"expert": expert, "source": source, "bytes": nbytes, "seconds": time.perf_counter() - started}
+        self.last_swap = {"expert": expert, "source": source, "bytes": nbytes, "seconds": time.perf_counter() - started,
+                          "copy_seconds": self._last_copy_s if source != "checkpoint" else None}
         if source == "checkpoint":  # the reload and the image it leaves behind, timed apart
             self.last_swap.update(self._last_build)
         self.metrics.record_swap(f"{source}->hot", nbytes, self.last_swap["seconds"])
@@ -192,7 +199,8 @@ class EngineSlot:
     async def _load(self, expert: str) -> tuple[str, int]:
         tier = self.tiers.tier(expert)
         if tier is not Tier.unbuilt and not self._image_current(expert):
-            self.tiers.evict(expert)
+            if self.tiers.evict(expert):
+                await self._rpc("coe_forget_images")  # its pages are freed now, not at the next image load
             tier = Tier.unbuilt
         if tier is Tier.unbuilt:
             return "checkpoint", await self._build(expert)
@@ -200,6 +208,7 @@ class EngineSlot:
         check_fits(path, self._layout)
         meta = ImageMeta.read(path)
         result = await self._rpc("coe_load_image", str(path), tier is Tier.cold)
+        self._last_copy_s = result["seconds"]
         if tier is Tier.cold and result["sha256"] != meta.sha256:
             raise ImageMismatch(f"{path}: checksum mismatch (recorded {meta.sha256[:12]}, read {result['sha256'][:12]})")
         return tier.value, result["bytes"]

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from coe.swap.image import HASH_CHUNK, ImageMeta, sidecar_path
 
@@ -90,15 +90,22 @@ class TierStore:
     def warm_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.paths.warm_dir.glob("*.safetensors"))
 
-    def promote(self, expert: str, protect: frozenset[str] = frozenset()) -> Path | None:
-        """cold -> warm, checksum verified on the way. Returns the warm path, or None if it cannot fit."""
+    def promote(self, expert: str, protect: frozenset[str] = frozenset(),
+                after_evict: Callable[[], None] | None = None) -> Path | None:
+        """cold -> warm, checksum verified on the way. Returns the warm path, or None if it cannot fit.
+        `after_evict` runs when images were evicted to make room, before the free space is checked: an
+        engine that keeps images mapped lets go of theirs there, or their pages would stay allocated."""
         with self._locked():
             warm = self.paths.warm(expert)
             if warm.exists() and sidecar_path(warm).exists():
                 return warm
             cold = self.paths.cold(expert)
             meta = ImageMeta.read(cold)
-            if meta.nbytes > self.warm_budget_bytes or not self._make_room(meta.nbytes, protect | {expert}):
+            before = self.warm_bytes()
+            fits = meta.nbytes <= self.warm_budget_bytes and self._make_room(meta.nbytes, protect | {expert})
+            if after_evict is not None and self.warm_bytes() < before:
+                after_evict()
+            if not fits:
                 return None
             if not self._has_room(expert, meta.nbytes):
                 return None

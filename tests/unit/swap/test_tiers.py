@@ -132,3 +132,20 @@ def test_a_write_that_runs_out_of_room_leaves_no_partial_file(tmp_path: Path, ti
     assert store.tier("a") is Tier.cold and "failed" in (store.warm_refused or "")
     assert sorted(p.name for p in store.paths.warm_dir.iterdir()) == [".lock"]
     assert store.promote("a") is None  # and it keeps working, cold-only
+
+
+def test_after_evict_runs_only_when_images_were_evicted_and_before_the_copy(store: TierStore) -> None:
+    """An engine keeping evicted images mapped must let go of them before the free space is checked."""
+    for i, name in enumerate("abc"):
+        write_image(store, name, i)
+    calls: list[list[str]] = []
+
+    def record() -> None:
+        calls.append(sorted(p.stem for p in store.paths.warm_dir.glob("*.safetensors")))
+
+    store.promote("a", after_evict=record)
+    store.promote("b", after_evict=record)
+    assert calls == []  # both fit: nothing evicted
+    store.promote("c", after_evict=record)  # 3 x 1 MB > 2.5 MB: a goes
+    assert calls == [["b"]]  # once, after a was evicted and before c was written
+    assert store.tier("c") is Tier.warm
