@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,9 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+BIND_FAILED = "Failed to bind to address"  # Ray Serve's proxy, when its HTTP port was taken
 
 
 class CoEServer:
@@ -38,13 +42,28 @@ class CoEServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "CoEServer":
+    def start(self, attempts: int = 3, on_new_port: Callable[[int, int], None] | None = None) -> "CoEServer":
+        """Boots and waits until healthy. `free_port()` only finds a port that was free a moment ago:
+        Ray's proxy binds it seconds later, and another process (often one of Ray's own workers) can
+        take it first. That start fails with "Failed to bind to address"; it is retried on a fresh
+        port (`self.port` and `url` follow), any other failure is raised at once. `on_new_port(old,
+        new)` runs before such a retry, for a config that names the server's own port."""
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "coe.cli.main", "serve", "--config", str(self.config_path), "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        self._wait_healthy()
+        for attempt in range(attempts):
+            cmd = [sys.executable, "-m", "coe.cli.main", "serve", "--config", str(self.config_path), "--port", str(self.port)]
+            self.proc = subprocess.Popen(
+                cmd, stdout=self.log_path.open("wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            try:
+                self._wait_healthy()
+                return self
+            except RuntimeError:
+                if attempt + 1 == attempts or BIND_FAILED not in self.log_tail(400):
+                    raise
+                self._kill_group()  # Ray's daemons of the failed start
+                old, self.port = self.port, free_port()
+                if on_new_port is not None:
+                    on_new_port(old, self.port)
         return self
 
     def _wait_healthy(self) -> None:
@@ -77,5 +96,14 @@ class CoEServer:
         # Ray's own daemons (gcs, raylet, workers) were started in this process group.
         try:
             os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _kill_group(self) -> None:
+        """The process group of a start that already exited (its leader is gone, its daemons may not be)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the leader's pid is the group id (start_new_session)
         except ProcessLookupError:
             pass

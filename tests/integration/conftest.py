@@ -149,7 +149,11 @@ def service_config_path(tmp_path_factory: pytest.TempPathFactory, router_artifac
 def coe_server(service_config_path: tuple[Path, int], tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoEServer]:
     path, port = service_config_path
     log = tmp_path_factory.mktemp("logs") / "coe-serve.log"
-    server = CoEServer(path, port, log).start()
+
+    def follow_port(old: int, new: int) -> None:  # the remote expert loops back to the server's own port
+        path.write_text(path.read_text().replace(f"127.0.0.1:{old}/", f"127.0.0.1:{new}/"))
+
+    server = CoEServer(path, port, log).start(on_new_port=follow_port)
     try:
         yield server
     finally:
