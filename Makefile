@@ -25,7 +25,7 @@ BENCH_RESULTS := $(if $(COE_RESULTS_DIR),$(COE_RESULTS_DIR)/bench,bench/results)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: router serve test bench bench-vllm bench-swap bench-lora bench-routing bench-curves install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
+.PHONY: router serve test bench bench-vllm bench-swap bench-lora bench-routing bench-curves bench-ceiling install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
 
 serve: install models router
 	$(COE) serve
@@ -66,6 +66,10 @@ bench-routing: install-dev models
 # on MMLU Mixtral/GPT-4 correctness (random splits, leave one domain out); about 10 minutes on 2 cores.
 bench-curves: install-dev
 	$(BIN)/python bench/routing_curves.py
+
+# What any router can reach on the issue-14 targets, with hindsight and oracle knowledge (about 2 minutes).
+bench-ceiling: install-dev
+	$(BIN)/python bench/routing_ceiling.py
 
 # Full benchmark runs of the default arrangement (each expert alone, plus model=coe with ROUTER=<artifact>),
 # judged by the local SmolLM2 unless EVAL_ARGS names another judge (--judge, --judge-api-base). At FastChat's
