@@ -5,6 +5,12 @@ checkpoint into a live engine means redoing that work every time (`reload_weight
 1 GB/s here). An image is taken once, from the engine after it loaded the checkpoint, so a later swap
 is a sequence of plain copies in file order. The file is standard safetensors (anything can read it);
 a sidecar JSON records its checksum and the layout fingerprint of the engine that wrote it.
+
+The checksum is verified once per file: the sidecar also records the identity (device, inode, size,
+mtime, ctime) the file had when its bytes were hashed, and a cold load of a file whose identity is
+unchanged reads it without hashing, at the speed of a plain read (sha256 runs at about 1.5 GB/s here,
+slower than the disk). Any rewrite, copy or rename over the file changes that identity, and the next
+load hashes it again, as git's index trusts a file whose stat data is unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from coe.checksums import file_sha256  # noqa: F401  (re-exported: slot code imports it from here)
@@ -40,13 +46,36 @@ class ImageMeta:
     sha256: str
     nbytes: int
     source: str
+    verified: list[int] | None = None  # the file's `stat_identity` when its bytes last matched sha256
 
     def write(self, image: Path) -> None:
-        sidecar_path(image).write_text(json.dumps(asdict(self), indent=2))
+        """Atomic: slots of one node may rewrite a sidecar (recording a verification) while others read it."""
+        sidecar = sidecar_path(image)
+        tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, sidecar)
+
+    def trusts(self, image: Path) -> bool:
+        """True when the file is the one whose bytes were hashed and matched: no need to hash it again."""
+        return self.verified is not None and self.verified == stat_identity(image)
+
+    def verified_as(self, identity: list[int] | None) -> "ImageMeta":
+        return replace(self, verified=identity)
 
     @classmethod
     def read(cls, image: Path) -> "ImageMeta":
         return cls(**json.loads(sidecar_path(image).read_text()))
+
+
+def stat_identity(path: Path | str) -> list[int] | None:
+    """(device, inode, size, mtime_ns, ctime_ns), or None when the file is gone. ctime cannot be set
+    from user space and changes on every write, rename or chmod, so an unchanged identity means an
+    untouched file. Cold images are never touched for LRU (only warm copies are)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
 def sidecar_path(image: Path) -> Path:

@@ -23,7 +23,7 @@ from coe.config import ExpertConfig, SwapPoolConfig
 from coe.errors import ExpertUnavailable
 from coe.experts.vllm_backend import VLLMBackend
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
-from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_sha256, layout_fingerprint
+from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_sha256, layout_fingerprint, stat_identity
 from coe.swap.metrics import SwapMetrics
 from coe.swap.scheduler import SwapScheduler
 from coe.swap.slot_worker import SLOT_WEIGHTS_ENV
@@ -68,6 +68,7 @@ class EngineSlot:
         self.boot_seconds = 0.0  # the engine boot alone (without saving the first image)
         self._last_build: dict = {}
         self._last_copy_s: float | None = None  # the copy alone, inside the engine process, of the last image load
+        self._last_cold_hashed = False  # whether the last image load hashed a cold file (its first load)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -188,7 +189,8 @@ class EngineSlot:
         self.hot = expert
         self.tiers.touch(expert)
         self.last_swap = {"expert": expert, "source": source, "bytes": nbytes, "seconds": time.perf_counter() - started,
-                          "copy_seconds": self._last_copy_s if source != "checkpoint" else None}
+                          "copy_seconds": self._last_copy_s if source != "checkpoint" else None,
+                          "sha256_checked": source == Tier.cold.value and self._last_cold_hashed}
         if source == "checkpoint":  # the reload and the image it leaves behind, timed apart
             self.last_swap.update(self._last_build)
         self.metrics.record_swap(f"{source}->hot", nbytes, self.last_swap["seconds"])
@@ -207,10 +209,15 @@ class EngineSlot:
         path = self.tiers.paths.warm(expert) if tier is Tier.warm else self.tiers.paths.cold(expert)
         check_fits(path, self._layout)
         meta = ImageMeta.read(path)
-        result = await self._rpc("coe_load_image", str(path), tier is Tier.cold)
+        mode = "mapped" if tier is Tier.warm else "read" if meta.trusts(path) else "hash"
+        result = await self._rpc("coe_load_image", str(path), mode)
         self._last_copy_s = result["seconds"]
-        if tier is Tier.cold and result["sha256"] != meta.sha256:
-            raise ImageMismatch(f"{path}: checksum mismatch (recorded {meta.sha256[:12]}, read {result['sha256'][:12]})")
+        self._last_cold_hashed = mode == "hash"
+        if mode == "hash":
+            if result["sha256"] != meta.sha256:
+                raise ImageMismatch(f"{path}: checksum mismatch (recorded {meta.sha256[:12]}, read {result['sha256'][:12]})")
+            if result["identity"] is not None:  # verified: later cold loads of this file skip the hash
+                meta.verified_as(result["identity"]).write(path)
         return tier.value, result["bytes"]
 
     async def _build(self, expert: str) -> int:
@@ -254,8 +261,11 @@ class EngineSlot:
     async def _save_image(self, expert: str) -> ImageMeta:
         path = self.tiers.paths.cold(expert)
         await self._rpc("coe_save_image", str(path))
+        written = stat_identity(path)
         meta = ImageMeta(expert, path.parent.name, await asyncio.to_thread(file_sha256, path),
                          path.stat().st_size, self._source_key(expert))
+        if written is not None and written == stat_identity(path):  # hashed the bytes the engine wrote
+            meta = meta.verified_as(written)
         meta.write(path)
         return meta
 

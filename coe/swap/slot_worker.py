@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from coe.swap.image import HASH_CHUNK, read_header
+from coe.swap.image import HASH_CHUNK, read_header, stat_identity
 from coe.swap.mapped_image import MappedImage
 
 SLOT_WEIGHTS_ENV = "COE_SLOT_WEIGHTS"
@@ -88,18 +88,22 @@ class SlotWorkerExtension:
         os.replace(tmp, path)
         return Path(path).stat().st_size
 
-    def coe_load_image(self, path: str, hash_while_reading: bool = False) -> dict:
+    def coe_load_image(self, path: str, mode: str = "mapped") -> dict:
         """Copies an image into the parameters; the caller has checked that its layout fits.
 
-        A warm image (tmpfs, no hash) is copied from a mapping this engine keeps open between swaps
+        mode "mapped": a warm image (tmpfs) copied from a mapping this engine keeps open between swaps
         (coe/swap/mapped_image.py says why): from the second swap of an image on, a plain memory copy
-        per tensor. A cold image (disk, `hash_while_reading`) is read sequentially straight into each
-        parameter's memory, hashed on the way so the caller can refuse it. Returns bytes, seconds, the
-        sha256 (cold) and whether a kept mapping was used (warm)."""
+        per tensor. mode "read": a cold image (disk) whose bytes were verified before (coe/swap/image.py,
+        `ImageMeta.trusts`), read sequentially straight into each parameter's memory. mode "hash": the
+        same read, hashed on the way so the caller can refuse it; the result then carries the sha256 and
+        the file's identity while it was read (None if it changed meanwhile), which the caller records.
+        Returns bytes, seconds and whether a kept mapping was used."""
+        if mode not in ("mapped", "read", "hash"):
+            raise ValueError(f"unknown image load mode {mode!r}")
         started = time.perf_counter()
         self.coe_forget_images()
         params = self._coe_params()
-        if not hash_while_reading:
+        if mode == "mapped":
             maps = self._coe_maps()
             reused = path in maps
             if not reused:
@@ -107,20 +111,25 @@ class SlotWorkerExtension:
             maps[path].copy_into(params)
             self._coe_after_copy()
             return {"bytes": maps[path].nbytes, "seconds": time.perf_counter() - started, "sha256": None,
-                    "mapping_reused": reused}
+                    "identity": None, "mapping_reused": reused}
         data_start, entries = read_header(Path(path))
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if mode == "hash" else None
+        before = stat_identity(path)
         with open(path, "rb", buffering=0) as f:
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            digest.update(f.read(data_start))
+            header = f.read(data_start)
+            if digest is not None:
+                digest.update(header)
             for e in entries:
                 view = memoryview(params[e.name].view(-1).view(torch.uint8).numpy())
                 _read_exactly(f, view)
-                digest.update(view)
+                if digest is not None:
+                    digest.update(view)
         self._coe_after_copy()
         return {"bytes": sum(e.end - e.start for e in entries), "seconds": time.perf_counter() - started,
-                "sha256": digest.hexdigest(), "mapping_reused": False}
+                "sha256": digest.hexdigest() if digest is not None else None,
+                "identity": before if before == stat_identity(path) else None, "mapping_reused": False}
 
     def _coe_maps(self) -> dict[str, MappedImage]:
         return self.__dict__.setdefault("_coe_mapped_images", {})

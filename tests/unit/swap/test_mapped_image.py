@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from coe.swap.image import stat_identity
 from coe.swap.mapped_image import MappedImage
 from coe.swap.slot_worker import SlotWorkerExtension
 
@@ -83,6 +84,25 @@ def test_cold_load_hashes_the_whole_file(tmp_path: Path) -> None:
     path = tmp_path / "a.safetensors"
     expected = _image(path, seed=2)
     host = _Host(_zeros_like(expected))
-    result = host.coe_load_image(str(path), hash_while_reading=True)
+    result = host.coe_load_image(str(path), "hash")
     assert result["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result["identity"] == stat_identity(path)  # what the slot records as verified
     assert all(torch.equal(host.params[k], expected[k]) for k in expected)
+
+
+def test_a_verified_cold_load_reads_the_same_bytes_without_a_hash(tmp_path: Path) -> None:
+    path = tmp_path / "a.safetensors"
+    expected = _image(path, seed=3)
+    host = _Host(_zeros_like(expected))
+    result = host.coe_load_image(str(path), "read")
+    assert result["sha256"] is None and result["bytes"] == MappedImage(str(path)).nbytes
+    assert all(torch.equal(host.params[k], expected[k]) for k in expected)
+
+
+def test_an_unknown_load_mode_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    path = tmp_path / "a.safetensors"
+    host = _Host(_zeros_like(_image(path, seed=4)))
+    with pytest.raises(ValueError, match="unknown image load mode"):
+        host.coe_load_image(str(path), "fast")

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_sha256, read_header
+from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_sha256, read_header, stat_identity
 from coe.swap.tiers import ChecksumMismatch, EvictionPolicy, Tier, TierPaths, TierStore
 
 MB = 1 << 20
@@ -46,6 +46,38 @@ def test_corrupt_cold_image_is_never_promoted(store: TierStore) -> None:
         store.promote("a")
     assert store.tier("a") is Tier.cold
     assert [p.name for p in store.paths.warm_dir.iterdir() if p.name != ".lock"] == []
+
+
+def test_a_verified_image_is_trusted_until_its_file_changes(store: TierStore) -> None:
+    cold = write_image(store, "a", 1)
+    meta = ImageMeta.read(cold)
+    assert not meta.trusts(cold)  # never verified: the first load hashes it
+    meta.verified_as(stat_identity(cold)).write(cold)
+    assert ImageMeta.read(cold).trusts(cold)
+    data = bytearray(cold.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cold.write_bytes(bytes(data))  # rewritten in place: same inode and size, new mtime/ctime
+    assert not ImageMeta.read(cold).trusts(cold)
+
+
+def test_a_file_renamed_over_a_verified_image_is_not_trusted(store: TierStore) -> None:
+    cold = write_image(store, "a", 1)
+    ImageMeta.read(cold).verified_as(stat_identity(cold)).write(cold)
+    other = cold.with_name("other.safetensors")
+    other.write_bytes(cold.read_bytes())
+    os.replace(other, cold)  # same bytes even, but another file: hashed again
+    assert not ImageMeta.read(cold).trusts(cold)
+
+
+def test_sidecars_written_before_verification_was_recorded_still_load(store: TierStore) -> None:
+    import json
+
+    cold = write_image(store, "a", 1)
+    sidecar = cold.with_name(cold.name + ".json")
+    old = json.loads(sidecar.read_text())
+    old.pop("verified")
+    sidecar.write_text(json.dumps(old))
+    assert ImageMeta.read(cold).verified is None and not ImageMeta.read(cold).trusts(cold)
 
 
 def test_budget_evicts_least_recently_used(store: TierStore) -> None:
