@@ -100,6 +100,10 @@ def _sequential_read_seconds(path: Path) -> tuple[float, bool]:
     buf.fill(0)  # fault the pages in first, as the engine's parameters are: the read alone is timed
     t = time.perf_counter()
     with open(path, "rb", buffering=0) as f:
+        # The same readahead hint as the engine's cold read: without it, reads here were bimodal
+        # (0.55 or 1.4 GB/s from one run to the next), a baseline weaker than the path it is compared to.
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         view, done = memoryview(buf), 0
         while done < len(buf):
             done += f.readinto(view[done : done + (64 << 20)])
@@ -228,8 +232,9 @@ async def build_every_image(env: Env) -> None:
 
 
 async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_tokens: int,
-                 max_wait_ms: int | None = None) -> dict:
-    """One row of the replay; `max_wait_ms` (grouping only) overrides the pool's."""
+                 max_wait_ms: int | None = None, largest_first: bool = True) -> dict:
+    """One row of the replay; `max_wait_ms` (grouping only) overrides the pool's; `largest_first=False`
+    is the choice rule before the largest queue went first (oldest request first)."""
     from coe.swap.scheduler import BatchingPolicy, SwapScheduler
 
     slot = env.slot
@@ -242,7 +247,8 @@ async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_toke
     slot.pool.prefetch = prefetch
     policy = BatchingPolicy.group if grouping else BatchingPolicy.fifo
     wait_ms = slot.pool.max_wait_ms if max_wait_ms is None else max_wait_ms
-    slot.scheduler = SwapScheduler(slot.hot, slot._swap, policy, wait_ms / 1000, slot._on_queued)
+    slot.scheduler = SwapScheduler(slot.hot, slot._swap, policy, wait_ms / 1000, slot._on_queued,
+                                   largest_first=largest_first)
     swaps_before = sum(slot.metrics.swaps.values())
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -257,6 +263,7 @@ async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_toke
     swaps = sum(slot.metrics.swaps.values()) - swaps_before
     return {
         "grouping": grouping, "prefetch": prefetch, "max_wait_ms": wait_ms if grouping else None,
+        "largest_first": largest_first,
         "p50_s": latencies[len(latencies) // 2], "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "swaps_per_100": 100 * swaps / len(trace), "wall_s": loop.time() - start,
     }
@@ -267,6 +274,8 @@ def format_replay(rows: list[dict], n: int, experts: int, rate: float) -> str:
              "| grouping by expert | prefetch | p50 | p99 | swaps / 100 requests | wall |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         grouping = f"yes, max_wait {r['max_wait_ms']} ms" if r["grouping"] else "no (FIFO)"
+        if r["grouping"] and not r.get("largest_first", True):
+            grouping += ", oldest first (the rule before)"
         lines.append(f"| {grouping} | {'yes' if r['prefetch'] else 'no'} | "
                      f"{r['p50_s']:.2f} s | {r['p99_s']:.2f} s | {r['swaps_per_100']:.0f} | {r['wall_s']:.0f} s |")
     return "\n".join(lines)
@@ -286,12 +295,15 @@ async def run(work: Path, repeats: int, trace_requests: int, experts: int, rate:
             trace = make_trace(list(env.checkpoints), trace_requests, rate, seed)
             say("building every expert's image once (every replay row starts from the same images)")
             await build_every_image(env)
-            arms = [(False, False, None), (False, True, None), (True, False, None), (True, True, None)]
+            arms = [(False, False, None, True), (False, True, None, True), (True, False, None, False),
+                    (True, False, None, True), (True, True, None, True)]
             if long_wait_ms:
-                arms.append((True, False, long_wait_ms))
-            for grouping, prefetch, wait in arms:
-                say(f"replaying the trace: grouping={grouping} prefetch={prefetch}" + (f" max_wait={wait} ms" if wait else ""))
-                rows.append(await replay(env, trace, grouping, prefetch, max_tokens=8, max_wait_ms=wait))
+                arms.append((True, False, long_wait_ms, True))
+            for grouping, prefetch, wait, largest in arms:
+                say(f"replaying the trace: grouping={grouping} prefetch={prefetch} largest_first={largest}"
+                    + (f" max_wait={wait} ms" if wait else ""))
+                rows.append(await replay(env, trace, grouping, prefetch, max_tokens=8, max_wait_ms=wait,
+                                         largest_first=largest))
             say("\n" + format_replay(rows, trace_requests, experts, rate))
         return {"tiers": tiers, "replay": rows}
     finally:

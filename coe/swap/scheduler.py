@@ -8,7 +8,8 @@ The queue is bounded (`max_queued`): past it a request is refused at once with 5
 Two policies:
 - `group` (default): requests for the expert already in the engine keep joining the running batch
   while nobody else has waited longer than `max_wait_s`; then admission closes, the batch drains and
-  the expert whose oldest request is oldest goes next, taking all of its queued requests at once. A
+  the next expert takes all of its queued requests at once: the one whose oldest request waited
+  `max_wait_s` if any did, else the one with the most queued requests (one swap, the largest batch). A
   burst of mixed requests costs one swap per distinct expert instead of one per alternation, and no
   expert waits more than about `max_wait_s` plus one drain.
 - `fifo`: strict arrival order; every change of expert at the head of the queue is a swap.
@@ -49,8 +50,10 @@ class SwapScheduler:
         max_wait_s: float = 0.5,
         on_queued: Callable[[str], None] | None = None,
         max_queued: int | None = None,
+        largest_first: bool = True,
     ) -> None:
         self.current = current
+        self.largest_first = largest_first  # False: oldest request first (the rule before; swap-bench compares)
         self.max_queued = max_queued
         self._swap = swap
         self.policy = policy
@@ -126,11 +129,20 @@ class SwapScheduler:
         asyncio.get_running_loop().create_task(self._swap_then_admit(nxt))
 
     def _next_expert(self) -> str:
-        if self.policy is BatchingPolicy.group and any(w.expert == self.current for w in self._waiters):
-            oldest = min(self._waiters)
-            if time.monotonic() - oldest.since < self.max_wait_s or oldest.expert == self.current:
-                return self.current
-        return min(self._waiters).expert
+        oldest = min(self._waiters)
+        if self.policy is BatchingPolicy.fifo or time.monotonic() - oldest.since >= self.max_wait_s:
+            return oldest.expert  # someone waited max_wait: their expert goes next, whatever it costs
+        counts = self.queued
+        if self.current in counts:
+            return self.current
+        if not self.largest_first:
+            return oldest.expert
+        # Nobody is overdue: the expert with the most queued requests spreads its swap over the largest
+        # batch (ties: the one whose oldest request is oldest).
+        first_seq = {}
+        for w in sorted(self._waiters, reverse=True):
+            first_seq[w.expert] = w.seq
+        return max(counts, key=lambda e: (counts[e], -first_seq[e]))
 
     def _admit_all(self, expert: str) -> None:
         """Admits the queued requests for `expert` (in FIFO mode only the leading run of them)."""

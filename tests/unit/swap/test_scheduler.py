@@ -59,6 +59,31 @@ async def test_grouping_needs_fewer_swaps_than_fifo_on_a_mixed_burst() -> None:
     assert len(fifo.swaps) > 2 * len(grouped.swaps)
 
 
+async def swaps_after_a_batch_of_a(max_wait_s: float, a_seconds: float, largest_first: bool = True) -> list[str]:
+    """One request for c queues first, then three for b, while a's request runs for `a_seconds`."""
+    engine = Engine("a")
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=max_wait_s,
+                              largest_first=largest_first)
+    running = asyncio.create_task(serve(scheduler, engine, "a", a_seconds))
+    await asyncio.sleep(0.01)
+    one_c = asyncio.create_task(serve(scheduler, engine, "c"))
+    await asyncio.sleep(0.001)
+    three_b = [asyncio.create_task(serve(scheduler, engine, "b")) for _ in range(3)]
+    await asyncio.gather(running, one_c, *three_b)
+    return engine.swaps
+
+
+async def test_when_nobody_is_overdue_the_largest_queue_goes_next() -> None:
+    assert await swaps_after_a_batch_of_a(max_wait_s=5.0, a_seconds=0.05) == ["b", "c"]
+    # the rule before (swap-bench's comparison row): the oldest request's expert, whatever its queue
+    assert await swaps_after_a_batch_of_a(max_wait_s=5.0, a_seconds=0.05, largest_first=False) == ["c", "b"]
+
+
+async def test_an_overdue_request_goes_before_a_larger_queue() -> None:
+    # c waits past max_wait behind a's request: it goes first although b has more queued
+    assert await swaps_after_a_batch_of_a(max_wait_s=0.02, a_seconds=0.06) == ["c", "b"]
+
+
 async def test_no_expert_starves_behind_a_steady_stream() -> None:
     engine = Engine("a")
     scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=0.05)
