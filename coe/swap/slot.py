@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coe.config import ExpertConfig, SwapPoolConfig
@@ -36,6 +37,17 @@ WORKER_EXTENSION = "coe.swap.slot_worker.SlotWorkerExtension"
 # Keys that name or describe a checkpoint without changing the engine's layout; "_"-prefixed keys
 # (e.g. `_model_name_or_path` of a GGUF conversion, absent from a fine-tune's config) are ignored too.
 _LAYOUT_NEUTRAL_KEYS = {"name_or_path", "transformers_version", "torch_dtype", "dtype"}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What one load put into the engine, for `last_swap` and the swap metrics."""
+
+    source: str  # "warm", "cold" or "checkpoint" (first use: vLLM's loader, then the image is written)
+    nbytes: int
+    copy_seconds: float | None = None  # the copy alone, inside the engine process (images only)
+    sha256_checked: bool = False  # a cold file hashed on this load (its first, or after it changed)
+    build_seconds: dict[str, float] = field(default_factory=dict)  # checkpoint loads: reload, image write
 
 
 class EngineSlot:
@@ -66,9 +78,6 @@ class EngineSlot:
         self._broken: str | None = None
         self.last_swap: dict | None = None
         self.boot_seconds = 0.0  # the engine boot alone (without saving the first image)
-        self._last_build: dict = {}
-        self._last_copy_s: float | None = None  # the copy alone, inside the engine process, of the last image load
-        self._last_cold_hashed = False  # whether the last image load hashed a cold file (its first load)
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -179,7 +188,7 @@ class EngineSlot:
             await asyncio.shield(self._promoting[expert])
         previous, started = self.hot, time.perf_counter()
         try:
-            source, nbytes = await self._load(expert)
+            loaded = await self._load(expert)
         except Exception as err:  # refused or failed: the engine must go back to what it served
             self.metrics.swap_failures += 1
             await self._restore(previous)
@@ -188,39 +197,35 @@ class EngineSlot:
         await self.backend.engine.reset_prefix_cache()
         self.hot = expert
         self.tiers.touch(expert)
-        self.last_swap = {"expert": expert, "source": source, "bytes": nbytes, "seconds": time.perf_counter() - started,
-                          "copy_seconds": self._last_copy_s if source != "checkpoint" else None,
-                          "sha256_checked": source == Tier.cold.value and self._last_cold_hashed}
-        if source == "checkpoint":  # the reload and the image it leaves behind, timed apart
-            self.last_swap.update(self._last_build)
-        self.metrics.record_swap(f"{source}->hot", nbytes, self.last_swap["seconds"])
-        log.info("slot %s: %s -> %s from %s in %.3f s", self.name, previous, expert, source, time.perf_counter() - started)
-        if source == Tier.cold.value and self.pool.warm_budget_bytes > 0:
+        self.last_swap = {"expert": expert, "source": loaded.source, "bytes": loaded.nbytes,
+                          "seconds": time.perf_counter() - started, "copy_seconds": loaded.copy_seconds,
+                          "sha256_checked": loaded.sha256_checked, **loaded.build_seconds}
+        self.metrics.record_swap(f"{loaded.source}->hot", loaded.nbytes, self.last_swap["seconds"])
+        log.info("slot %s: %s -> %s from %s in %.3f s", self.name, previous, expert, loaded.source, time.perf_counter() - started)
+        if loaded.source == Tier.cold.value and self.pool.warm_budget_bytes > 0:
             self._promoting[expert] = asyncio.get_running_loop().create_task(self._promote(expert))
 
-    async def _load(self, expert: str) -> tuple[str, int]:
+    async def _load(self, expert: str) -> Loaded:
         tier = self.tiers.tier(expert)
         if tier is not Tier.unbuilt and not self._image_current(expert):
             if self.tiers.evict(expert):
                 await self._rpc("coe_forget_images")  # its pages are freed now, not at the next image load
             tier = Tier.unbuilt
         if tier is Tier.unbuilt:
-            return "checkpoint", await self._build(expert)
+            return await self._build(expert)
         path = self.tiers.paths.warm(expert) if tier is Tier.warm else self.tiers.paths.cold(expert)
         check_fits(path, self._layout)
         meta = ImageMeta.read(path)
         mode = "mapped" if tier is Tier.warm else "read" if meta.trusts(path) else "hash"
         result = await self._rpc("coe_load_image", str(path), mode)
-        self._last_copy_s = result["seconds"]
-        self._last_cold_hashed = mode == "hash"
         if mode == "hash":
             if result["sha256"] != meta.sha256:
                 raise ImageMismatch(f"{path}: checksum mismatch (recorded {meta.sha256[:12]}, read {result['sha256'][:12]})")
             if result["identity"] is not None:  # verified: later cold loads of this file skip the hash
                 meta.verified_as(result["identity"]).write(path)
-        return tier.value, result["bytes"]
+        return Loaded(tier.value, result["bytes"], copy_seconds=result["seconds"], sha256_checked=mode == "hash")
 
-    async def _build(self, expert: str) -> int:
+    async def _build(self, expert: str) -> Loaded:
         """First use: vLLM's loader fills the engine from the checkpoint, then the image is saved."""
         checkpoint = self.checkpoints[expert]
         self._check_same_family(expert, checkpoint)
@@ -228,8 +233,8 @@ class EngineSlot:
         await self._rpc("coe_load_checkpoint", str(checkpoint))
         reloaded = time.perf_counter()
         nbytes = (await self._save_image(expert)).nbytes
-        self._last_build = {"reload_seconds": reloaded - started, "image_write_seconds": time.perf_counter() - reloaded}
-        return nbytes
+        return Loaded("checkpoint", nbytes, build_seconds={  # the reload and the image it leaves behind, timed apart
+            "reload_seconds": reloaded - started, "image_write_seconds": time.perf_counter() - reloaded})
 
     async def _restore(self, expert: str) -> None:
         try:
