@@ -3,14 +3,15 @@
     python bench/hop_profile.py                 # about 3 minutes on 2 cores
     python bench/hop_profile.py --requests 60 --max-tokens 1 32
     python bench/hop_profile.py --coe-env RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0   # a third arm
+    python bench/hop_profile.py --proxy-arm     # also CoE behind Ray Serve's HTTP proxy (the old path)
 
 The same setup as bench/vllm_side_by_side.py (the prepared SmolLM2 checkpoint, eager bf16, one pinned
 core, greedy, `ignore_eos`): vLLM's OpenAI server first, then `coe serve` with that checkpoint as its
 one expert, never together. Sequential non-streaming requests (one client: latency, not throughput).
 For CoE every answer's Server-Timing header (coe/api/server_timing.py) splits the client's latency:
 
-    outside the route  client latency - ingress: HTTP, the Ray Serve proxy, the hops proxy <-> ingress
-                       (both ways), middleware
+    outside the route  client latency - ingress: HTTP and middleware in the ingress replica (direct
+                       ingress, the default); behind Serve's proxy also the hops proxy <-> ingress
     ingress            ingress - call: body read, parsing, failover bookkeeping, building the response
     handle hop         call - expert: the Ray Serve handle round trip to the expert replica and back
                        (`handle` itself is measured inside `call`; the rest of `call` is the failover layer)
@@ -35,7 +36,7 @@ from coe import paths
 from coe.api import server_timing
 from coe.serve.subprocess_server import CoEServer, free_port
 from endpoint_overhead import QUESTIONS  # bench/ is on sys.path when run as a script
-from vllm_side_by_side import EXPERT, VLLMServer, env_items, same_engine_setup
+from vllm_side_by_side import EXPERT, VLLMServer, env_items, proxy_config, same_engine_setup
 
 WARMUP = 3
 
@@ -71,7 +72,7 @@ def breakdown(vllm: list[tuple[float, dict]], coe: list[tuple[float, dict]]) -> 
 
 def markdown(rows: dict[int, dict[str, float]]) -> str:
     names = [("vLLM server (client latency)", "vllm_server_ms"), ("CoE (client latency)", "coe_client_ms"),
-             ("  outside the route (HTTP, Ray proxy, hops to the ingress and back)", "outside_route_ms"),
+             ("  outside the route (HTTP, middleware; with Serve's proxy its hops too)", "outside_route_ms"),
              ("  ingress (parse, build the response)", "ingress_ms"), ("  failover layer", "failover_layer_ms"),
              ("  handle hop (ingress -> expert replica -> back)", "handle_hop_ms"),
              ("  expert (tokenize, AsyncLLM, detokenize)", "expert_ms")]
@@ -90,6 +91,8 @@ def main() -> int:
     parser.add_argument("--coe-first", action="store_true", help="run the CoE arm first (an order check)")
     parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
                         help="also run CoE with these environment variables (a third arm, last)")
+    parser.add_argument("--proxy-arm", action="store_true",
+                        help="also run CoE behind Ray Serve's HTTP proxy (server.direct_ingress: false), last")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "hop_profile.json")
     args = parser.parse_args()
     extra_env = env_items(parser, args.coe_env)
@@ -111,12 +114,18 @@ def main() -> int:
     if extra_env:
         print(f"coe arm with {' '.join(args.coe_env)} ...", flush=True)
         arms["coe+env"] = arm(CoEServer(logs / "coe.yaml", free_port(), logs / "coe-env.log", env=extra_env).start())
+    if args.proxy_arm:
+        print("coe arm behind Ray Serve's HTTP proxy ...", flush=True)
+        arms["coe+proxy"] = arm(CoEServer(proxy_config(logs), free_port(), logs / "coe-proxy.log").start())
     vllm, coe = arms["vllm"], arms["coe"]
     rows = {t: breakdown(vllm[t], coe[t]) for t in args.max_tokens}
     print(markdown(rows))
     if extra_env:
         tuned = {t: breakdown(vllm[t], arms["coe+env"][t]) for t in args.max_tokens}
         print(f"\nwith {' '.join(args.coe_env)}:\n" + markdown(tuned))
+    if args.proxy_arm:
+        print("\nbehind Ray Serve's HTTP proxy (server.direct_ingress: false):\n"
+              + markdown({t: breakdown(vllm[t], arms["coe+proxy"][t]) for t in args.max_tokens}))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "raw": arms, "requests": args.requests, "coe_env": extra_env}, indent=2) + "\n")
     print(f"\nwritten to {args.out}")

@@ -127,6 +127,16 @@ def same_engine_setup(prefix: str) -> tuple[Any, Path, Path]:
     return options, resolve_checkpoint(expert), logs
 
 
+def proxy_config(logs: Path) -> Path:
+    """The same coe.yaml with Ray Serve's HTTP proxy in front of the ingress (`server.direct_ingress:
+    false`, the path before coe/serve/direct_ingress.py): the A/B of that change."""
+    config = yaml.safe_load((logs / "coe.yaml").read_text())
+    config["server"] = {**config.get("server", {}), "direct_ingress": False}
+    path = logs / "coe-proxy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 async def one_request(client: httpx.AsyncClient, model: str, question: str, max_tokens: int,
                       stream: bool) -> tuple[float, float | None, int]:
     """(seconds, seconds to the first token or None, completion tokens) of one chat completion."""

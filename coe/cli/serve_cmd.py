@@ -39,6 +39,9 @@ def run_serve(config_path: Path | None, host: str | None, port: int | None, redi
         config.server.port = port
     config.server.allow_unauthenticated |= allow_unauthenticated
     refuse_open_door(config)
+    from coe.serve.direct_ingress import check_port_free
+
+    check_port_free(config.server.host, config.server.port)  # before minutes of booting, not after
     config, skipped = without_missing_optional(config)
     for reason in skipped.values():
         console.print(f"[yellow]skipping optional[/] {reason}")

@@ -40,6 +40,10 @@ class ServerConfig(StrictModel):
     allow_unauthenticated: bool = Field(
         False, description="Serve a non-loopback address without API keys (`coe serve --allow-unauthenticated`).",
     )
+    direct_ingress: bool = Field(
+        True, description="`coe serve` with one ingress replica: the replica serves the port itself (Ray Serve's "
+        "direct ingress), one process hop less than through Serve's HTTP proxy (coe/serve/direct_ingress.py).",
+    )
 
 
 class RouterConfig(StrictModel):

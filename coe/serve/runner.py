@@ -17,6 +17,7 @@ from pathlib import Path
 
 from coe.config import CoEConfig
 from coe.serve.app_builder import build_application, required_cpus
+from coe.serve.direct_ingress import direct_ingress_env, free_local_port, uses_direct_ingress
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,17 @@ def serve_forever(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
 
+    host, port = config.server.host, config.server.port
+    proxy_port = port
+    if uses_direct_ingress(config):  # the ingress replica takes `port`; Serve's proxy another one
+        os.environ.update(direct_ingress_env(port))
+        proxy_port = free_local_port(host)
     start_local_ray(config)
     try:
-        serve.start(http_options={"host": config.server.host, "port": config.server.port})
+        serve.start(http_options={"host": host, "port": proxy_port})
         app = build_application(config, checkpoints)
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-        on_ready(f"http://{config.server.host}:{config.server.port}")
+        on_ready(f"http://{host}:{port}")
         while not stop.is_set():
             time.sleep(0.5)
     finally:

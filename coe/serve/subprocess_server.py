@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +17,16 @@ from pathlib import Path
 
 import httpx
 
+from coe.serve.direct_ingress import free_local_port
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_local_port("127.0.0.1")
 
 
-BIND_FAILED = "Failed to bind to address"  # Ray Serve's proxy, when its HTTP port was taken
+# How a start fails when another process took its port first: Ray Serve's proxy; CoE's own check
+# before booting; the direct-ingress replica (coe/serve/direct_ingress.py) when the port went later.
+BIND_FAILED = ("Failed to bind to address", "cannot serve on", "server: port already in use")
 
 
 class CoEServer:
@@ -58,7 +59,7 @@ class CoEServer:
                 self._wait_healthy()
                 return self
             except RuntimeError:
-                if attempt + 1 == attempts or BIND_FAILED not in self.log_tail(400):
+                if attempt + 1 == attempts or not any(marker in self.log_tail(400) for marker in BIND_FAILED):
                     raise
                 self._kill_group()  # Ray's daemons of the failed start
                 old, self.port = self.port, free_port()
