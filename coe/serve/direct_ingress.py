@@ -40,6 +40,9 @@ def direct_ingress_env(port: int) -> dict[str, str]:
         "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
         "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),  # exclusive: exactly `port`
         "RAY_SERVE_PORT_QUARANTINE_S": "0",  # a restarted replica takes its port back at once
+        # Serve holds a stopping direct-ingress replica open 30 s so a load balancer can deregister it;
+        # no balancer stands in front of `coe serve`, so stopping waits only for requests in flight.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
     }
 
 

@@ -20,6 +20,7 @@ def test_the_range_is_exactly_the_configured_port() -> None:
     low, high = int(env["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"]), int(env["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"])
     assert list(range(low, high)) == [8123]  # Ray's allocator: range(min, max)
     assert env["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1" and env["RAY_SERVE_PORT_QUARANTINE_S"] == "0"
+    assert env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "0"  # Ctrl-C does not hold on 30 s
 
 
 def test_on_by_default_for_one_ingress_replica_only() -> None:
