@@ -110,6 +110,10 @@ class SwapPoolConfig(StrictModel):
     eviction: EvictionPolicy = EvictionPolicy.lru
     batching: BatchingPolicy = BatchingPolicy.group
     max_wait_ms: int = Field(500, ge=0, description="How long a request may wait while another expert's batch runs.")
+    gather_ms: int = Field(
+        0, ge=0, description="A swap waits until its expert's oldest request has waited this long, so requests "
+        "arriving close together share one swap (fewer swaps, each request up to this much later; README: trace replay).",
+    )
     prefetch: bool = Field(
         False, description="Promote queued requests' experts cold -> warm before their turn. Off by default: in "
         "`make bench-swap` on 2 cores the background copy competes with decoding and raised p50 (README).",

@@ -7,8 +7,8 @@ Part 1 (tiers), one process, one engine, every number from the same run:
   checkpoint -> hot (vLLM's own `reload_weights`, the path without images) and a fresh engine boot;
   each swap also with the copy alone as the engine process timed it.
 Part 2 (trace replay): a seeded stream of requests over more experts than slots, replayed with and
-without grouping by expert and prefetch (and with a longer max_wait): p50/p99 latency and swaps per
-100 requests.
+without grouping by expert, prefetch, a longer max_wait and gathering (a swap waits for more requests
+of its expert): p50/p99 latency and swaps per 100 requests.
 The extra experts are synthetic variants of SmolLM2 (coe/models/variants.py); `--scale 1b` uses a
 synthetic 1.1B checkpoint of its architecture with random weights instead (copy speed only).
 """
@@ -232,9 +232,9 @@ async def build_every_image(env: Env) -> None:
 
 
 async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_tokens: int,
-                 max_wait_ms: int | None = None, largest_first: bool = True) -> dict:
-    """One row of the replay; `max_wait_ms` (grouping only) overrides the pool's; `largest_first=False`
-    is the choice rule before the largest queue went first (oldest request first)."""
+                 max_wait_ms: int | None = None, gather_ms: int = 0) -> dict:
+    """One row of the replay; `max_wait_ms` (grouping only) overrides the pool's, `gather_ms` is the
+    pool's `gather_ms` (grouping only)."""
     from coe.swap.scheduler import BatchingPolicy, SwapScheduler
 
     slot = env.slot
@@ -248,7 +248,7 @@ async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_toke
     policy = BatchingPolicy.group if grouping else BatchingPolicy.fifo
     wait_ms = slot.pool.max_wait_ms if max_wait_ms is None else max_wait_ms
     slot.scheduler = SwapScheduler(slot.hot, slot._swap, policy, wait_ms / 1000, slot._on_queued,
-                                   largest_first=largest_first)
+                                   gather_s=gather_ms / 1000 if grouping else 0.0)
     swaps_before = sum(slot.metrics.swaps.values())
     loop = asyncio.get_running_loop()
     start = loop.time()
@@ -263,7 +263,7 @@ async def replay(env: Env, trace: list, grouping: bool, prefetch: bool, max_toke
     swaps = sum(slot.metrics.swaps.values()) - swaps_before
     return {
         "grouping": grouping, "prefetch": prefetch, "max_wait_ms": wait_ms if grouping else None,
-        "largest_first": largest_first,
+        "gather_ms": gather_ms if grouping else None,
         "p50_s": latencies[len(latencies) // 2], "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
         "swaps_per_100": 100 * swaps / len(trace), "wall_s": loop.time() - start,
     }
@@ -274,8 +274,8 @@ def format_replay(rows: list[dict], n: int, experts: int, rate: float) -> str:
              "| grouping by expert | prefetch | p50 | p99 | swaps / 100 requests | wall |", "|---|---|---:|---:|---:|---:|"]
     for r in rows:
         grouping = f"yes, max_wait {r['max_wait_ms']} ms" if r["grouping"] else "no (FIFO)"
-        if r["grouping"] and not r.get("largest_first", True):
-            grouping += ", oldest first (the rule before)"
+        if r["grouping"] and r.get("gather_ms"):
+            grouping += f", gather {r['gather_ms']} ms"
         lines.append(f"| {grouping} | {'yes' if r['prefetch'] else 'no'} | "
                      f"{r['p50_s']:.2f} s | {r['p99_s']:.2f} s | {r['swaps_per_100']:.0f} | {r['wall_s']:.0f} s |")
     return "\n".join(lines)
@@ -283,8 +283,9 @@ def format_replay(rows: list[dict], n: int, experts: int, rate: float) -> str:
 
 async def run(work: Path, repeats: int, trace_requests: int, experts: int, rate: float, slot_weights: str,
               warm_gib: float, seed: int, say: Callable[[str], None], long_wait_ms: int = 0,
-              scale: str | None = None) -> dict:
-    """`long_wait_ms` > 0 adds a row: grouping with that max_wait (the trade of swaps against waiting).
+              scale: str | None = None, gather_ms: tuple[int, ...] = ()) -> dict:
+    """`long_wait_ms` > 0 adds a row: grouping with that max_wait (the trade of swaps against waiting);
+    each of `gather_ms` adds one: grouping with that gather (and a max_wait at least as long).
     `scale="1b"`: a synthetic 1.1B checkpoint instead of SmolLM2 (see _boot)."""
     env = await _boot(experts, slot_weights, warm_gib, work, say, scale)
     try:
@@ -295,15 +296,15 @@ async def run(work: Path, repeats: int, trace_requests: int, experts: int, rate:
             trace = make_trace(list(env.checkpoints), trace_requests, rate, seed)
             say("building every expert's image once (every replay row starts from the same images)")
             await build_every_image(env)
-            arms = [(False, False, None, True), (False, True, None, True), (True, False, None, False),
-                    (True, False, None, True), (True, True, None, True)]
+            arms = [(False, False, None, 0), (False, True, None, 0), (True, False, None, 0), (True, True, None, 0)]
             if long_wait_ms:
-                arms.append((True, False, long_wait_ms, True))
-            for grouping, prefetch, wait, largest in arms:
-                say(f"replaying the trace: grouping={grouping} prefetch={prefetch} largest_first={largest}"
-                    + (f" max_wait={wait} ms" if wait else ""))
+                arms.append((True, False, long_wait_ms, 0))
+            arms += [(True, False, max(g, env.slot.pool.max_wait_ms), g) for g in gather_ms]
+            for grouping, prefetch, wait, gather in arms:
+                say(f"replaying the trace: grouping={grouping} prefetch={prefetch}"
+                    + (f" max_wait={wait} ms" if wait else "") + (f" gather={gather} ms" if gather else ""))
                 rows.append(await replay(env, trace, grouping, prefetch, max_tokens=8, max_wait_ms=wait,
-                                         largest_first=largest))
+                                         gather_ms=gather))
             say("\n" + format_replay(rows, trace_requests, experts, rate))
         return {"tiers": tiers, "replay": rows}
     finally:

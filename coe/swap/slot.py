@@ -102,7 +102,7 @@ class EngineSlot:
             await self._save_image(self.hot)
         self.scheduler = SwapScheduler(
             self.hot, self._swap, self.pool.batching, self.pool.max_wait_ms / 1000, on_queued=self._on_queued,
-            max_queued=self.pool.max_queued,
+            max_queued=self.pool.max_queued, gather_s=self.pool.gather_ms / 1000,
         )
 
     async def shutdown(self) -> None:

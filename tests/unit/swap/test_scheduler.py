@@ -59,11 +59,10 @@ async def test_grouping_needs_fewer_swaps_than_fifo_on_a_mixed_burst() -> None:
     assert len(fifo.swaps) > 2 * len(grouped.swaps)
 
 
-async def swaps_after_a_batch_of_a(max_wait_s: float, a_seconds: float, largest_first: bool = True) -> list[str]:
+async def swaps_after_a_batch_of_a(max_wait_s: float, a_seconds: float) -> list[str]:
     """One request for c queues first, then three for b, while a's request runs for `a_seconds`."""
     engine = Engine("a")
-    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=max_wait_s,
-                              largest_first=largest_first)
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=max_wait_s)
     running = asyncio.create_task(serve(scheduler, engine, "a", a_seconds))
     await asyncio.sleep(0.01)
     one_c = asyncio.create_task(serve(scheduler, engine, "c"))
@@ -75,8 +74,6 @@ async def swaps_after_a_batch_of_a(max_wait_s: float, a_seconds: float, largest_
 
 async def test_when_nobody_is_overdue_the_largest_queue_goes_next() -> None:
     assert await swaps_after_a_batch_of_a(max_wait_s=5.0, a_seconds=0.05) == ["b", "c"]
-    # the rule before (swap-bench's comparison row): the oldest request's expert, whatever its queue
-    assert await swaps_after_a_batch_of_a(max_wait_s=5.0, a_seconds=0.05, largest_first=False) == ["c", "b"]
 
 
 async def test_an_overdue_request_goes_before_a_larger_queue() -> None:
@@ -103,6 +100,48 @@ async def test_no_expert_starves_behind_a_steady_stream() -> None:
     stop.set()
     await feeder
     assert waited < 0.5, f"b waited {waited:.2f}s behind a's stream"
+
+
+async def alternating_requests(gather_s: float) -> tuple[Engine, float]:
+    """b, a, b, a, b, 30 ms apart, reach an idle engine that holds a; returns the first b's wait."""
+    engine = Engine("a")
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=1.0, gather_s=gather_s)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def first_b() -> float:
+        await serve(scheduler, engine, "b")
+        return loop.time() - started
+
+    first = asyncio.create_task(first_b())
+    rest = []
+    for expert in "abab":
+        await asyncio.sleep(0.03)
+        rest.append(asyncio.create_task(serve(scheduler, engine, expert)))
+    await asyncio.gather(*rest)
+    return engine, await first
+
+
+async def test_gathering_lets_spaced_requests_share_one_swap_for_a_bounded_wait() -> None:
+    eager, eager_wait = await alternating_requests(gather_s=0.0)
+    gathered, gathered_wait = await alternating_requests(gather_s=0.15)
+    assert eager.swaps == ["b", "a", "b", "a", "b"]  # work-conserving: every alternation on an idle engine
+    assert eager_wait < 0.1
+    assert gathered.swaps == ["b"]  # a's requests ran while b gathered; b's three share one swap
+    assert 0.15 <= gathered_wait < 0.6, f"the first request waited {gathered_wait:.3f}s for a 0.15s gather"
+
+
+async def test_gathering_serves_the_current_expert_meanwhile_and_then_swaps() -> None:
+    engine = Engine("a")
+    scheduler = SwapScheduler("a", engine.swap, BatchingPolicy.group, max_wait_s=1.0, gather_s=0.2)
+    loop = asyncio.get_running_loop()
+    b = asyncio.create_task(serve(scheduler, engine, "b"))
+    await asyncio.sleep(0.02)
+    started = loop.time()
+    await asyncio.wait_for(serve(scheduler, engine, "a"), timeout=1)  # a is hot: no wait for b's gathering
+    assert loop.time() - started < 0.1
+    await asyncio.wait_for(b, timeout=2)
+    assert engine.swaps == ["b"]
 
 
 async def test_failed_swap_fails_only_that_experts_requests() -> None:
