@@ -4,6 +4,7 @@
     python bench/hop_profile.py --requests 60 --max-tokens 1 32
     python bench/hop_profile.py --coe-env RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0   # a third arm
     python bench/hop_profile.py --proxy-arm     # also CoE behind Ray Serve's HTTP proxy (the old path)
+    python bench/hop_profile.py --router-arm    # also model="coe" against the expert's own name
 
 The same setup as bench/vllm_side_by_side.py (the prepared SmolLM2 checkpoint, eager bf16, one pinned
 core, greedy, `ignore_eos`): vLLM's OpenAI server first, then `coe serve` with that checkpoint as its
@@ -19,6 +20,11 @@ For CoE every answer's Server-Timing header (coe/api/server_timing.py) splits th
 
 vLLM's server does the same `expert` work plus its own HTTP layer, so `vLLM server - expert` is what
 its HTTP costs, the fair price of a front door. Medians over the requests; one run.
+
+`--router-arm` answers "does model="coe" add more than the routing decision itself?": one more CoE
+server with the default router (built:default, restricted to this one expert, so every decision lands
+on it), requests alternating model=<expert> and model="coe" on the same questions, so drift hits
+both. It reports the two latencies, their difference and the `route` timing (the decision).
 """
 
 from __future__ import annotations
@@ -36,29 +42,39 @@ from coe import paths
 from coe.api import server_timing
 from coe.serve.subprocess_server import CoEServer, free_port
 from endpoint_overhead import QUESTIONS  # bench/ is on sys.path when run as a script
-from vllm_side_by_side import EXPERT, VLLMServer, env_items, proxy_config, same_engine_setup
+from vllm_side_by_side import EXPERT, VLLMServer, config_variant, env_items, proxy_config, same_engine_setup
 
 WARMUP = 3
 
 
-async def sequential(url: str, max_tokens: int, requests: int) -> list[tuple[float, dict[str, float]]]:
-    """(client ms, server timings) per request, after a warm-up."""
-    out = []
+Timed = list[tuple[float, dict[str, float]]]
+
+
+async def sequential(url: str, max_tokens: int, requests: int, models: tuple[str, ...] = (EXPERT,)) -> dict[str, Timed]:
+    """(client ms, server timings) per request and model name, after a warm-up; with several models
+    each question is asked under every name in turn, one request at a time."""
+    out: dict[str, Timed] = {model: [] for model in models}
     async with httpx.AsyncClient(base_url=f"{url}/v1", timeout=300) as client:
         for i in range(WARMUP + requests):
-            body = {"model": EXPERT, "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
-                    "temperature": 0, "max_tokens": max_tokens, "ignore_eos": True}
-            started = time.perf_counter()
-            resp = await client.post("/chat/completions", json=body)
-            ms = (time.perf_counter() - started) * 1000
-            resp.raise_for_status()
-            if i >= WARMUP:
-                out.append((ms, server_timing.parse(resp.headers.get("server-timing", ""))))
+            for model in models:
+                body = {"model": model, "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}],
+                        "temperature": 0, "max_tokens": max_tokens, "ignore_eos": True}
+                started = time.perf_counter()
+                resp = await client.post("/chat/completions", json=body)
+                ms = (time.perf_counter() - started) * 1000
+                resp.raise_for_status()
+                if resp.json()["model"] != EXPERT:
+                    raise SystemExit(f"model {model!r} was answered by {resp.json()['model']!r}, not {EXPERT!r}")
+                if i >= WARMUP:
+                    out[model].append((ms, server_timing.parse(resp.headers.get("server-timing", ""))))
     return out
 
 
-def breakdown(vllm: list[tuple[float, dict]], coe: list[tuple[float, dict]]) -> dict[str, float]:
-    med = lambda values: round(statistics.median(values), 2)  # noqa: E731
+def med(values: list[float]) -> float:
+    return round(statistics.median(values), 2)
+
+
+def breakdown(vllm: Timed, coe: Timed) -> dict[str, float]:
     return {
         "vllm_server_ms": med([c for c, _ in vllm]),
         "coe_client_ms": med([c for c, _ in coe]),
@@ -84,6 +100,17 @@ def markdown(rows: dict[int, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def routing_cost(by_model: dict[str, Timed]) -> dict[str, float]:
+    """model="coe" against the expert's own name in one arm: what automatic routing adds, and how much
+    of it is the decision (`route`); the rest would be routing overhead outside the decision."""
+    named, routed = by_model[EXPERT], by_model["coe"]
+    added = med([c for c, _ in routed]) - med([c for c, _ in named])
+    decision = med([t["route"] for _, t in routed])
+    return {"expert_name_ms": med([c for c, _ in named]), "coe_ms": med([c for c, _ in routed]),
+            "added_ms": round(added, 2), "route_ms": decision, "added_minus_route_ms": round(added - decision, 2),
+            "paired_diff_ms": med([r - n for (r, _), (n, _) in zip(routed, named)])}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=40)
@@ -93,14 +120,16 @@ def main() -> int:
                         help="also run CoE with these environment variables (a third arm, last)")
     parser.add_argument("--proxy-arm", action="store_true",
                         help="also run CoE behind Ray Serve's HTTP proxy (server.direct_ingress: false), last")
+    parser.add_argument("--router-arm", action="store_true",
+                        help='also run CoE with the default router: model="coe" against the expert\'s name, last')
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "hop_profile.json")
     args = parser.parse_args()
     extra_env = env_items(parser, args.coe_env)
     options, checkpoint, logs = same_engine_setup("coe-bench-hops-")
 
-    def arm(server) -> dict[int, list]:
+    def arm(server, models: tuple[str, ...] = (EXPERT,)) -> dict[int, dict[str, Timed]]:
         try:
-            return {t: asyncio.run(sequential(server.url, t, args.requests)) for t in args.max_tokens}
+            return {t: asyncio.run(sequential(server.url, t, args.requests, models)) for t in args.max_tokens}
         finally:
             server.stop()
 
@@ -117,17 +146,30 @@ def main() -> int:
     if args.proxy_arm:
         print("coe arm behind Ray Serve's HTTP proxy ...", flush=True)
         arms["coe+proxy"] = arm(CoEServer(proxy_config(logs), free_port(), logs / "coe-proxy.log").start())
+    routing = {}
+    if args.router_arm:
+        print('coe arm with the default router (model="coe" and the expert\'s name, alternating) ...', flush=True)
+        arms["coe+router"] = arm(CoEServer(config_variant(logs, "coe-router.yaml", router={"artifact": "built:default"}), free_port(), logs / "coe-router.log").start(),
+                                 (EXPERT, "coe"))
+        routing = {t: routing_cost(arms["coe+router"][t]) for t in args.max_tokens}
     vllm, coe = arms["vllm"], arms["coe"]
-    rows = {t: breakdown(vllm[t], coe[t]) for t in args.max_tokens}
+    rows = {t: breakdown(vllm[t][EXPERT], coe[t][EXPERT]) for t in args.max_tokens}
     print(markdown(rows))
     if extra_env:
-        tuned = {t: breakdown(vllm[t], arms["coe+env"][t]) for t in args.max_tokens}
+        tuned = {t: breakdown(vllm[t][EXPERT], arms["coe+env"][t][EXPERT]) for t in args.max_tokens}
         print(f"\nwith {' '.join(args.coe_env)}:\n" + markdown(tuned))
     if args.proxy_arm:
         print("\nbehind Ray Serve's HTTP proxy (server.direct_ingress: false):\n"
-              + markdown({t: breakdown(vllm[t], arms["coe+proxy"][t]) for t in args.max_tokens}))
+              + markdown({t: breakdown(vllm[t][EXPERT], arms["coe+proxy"][t][EXPERT]) for t in args.max_tokens}))
+    if routing:
+        print('\nmodel="coe" against the expert\'s own name (same server, alternating requests), p50 ms:')
+        for t, r in routing.items():
+            print(f"  max_tokens {t}: {EXPERT} {r['expert_name_ms']:.1f}, coe {r['coe_ms']:.1f}, added "
+                  f"{r['added_ms']:+.1f} (paired {r['paired_diff_ms']:+.1f}), of which the decision {r['route_ms']:.1f}, "
+                  f"rest {r['added_minus_route_ms']:+.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"rows": rows, "raw": arms, "requests": args.requests, "coe_env": extra_env}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"rows": rows, "routing": routing, "raw": arms, "requests": args.requests,
+                                    "coe_env": extra_env}, indent=2) + "\n")
     print(f"\nwritten to {args.out}")
     return 0
 

@@ -127,14 +127,20 @@ def same_engine_setup(prefix: str) -> tuple[Any, Path, Path]:
     return options, resolve_checkpoint(expert), logs
 
 
-def proxy_config(logs: Path) -> Path:
-    """The same coe.yaml with Ray Serve's HTTP proxy in front of the ingress (`server.direct_ingress:
-    false`, the path before coe/serve/direct_ingress.py): the A/B of that change."""
+def config_variant(logs: Path, name: str, **sections: Any) -> Path:
+    """The bench coe.yaml with top-level sections replaced (`server`, `router`...), written beside it as
+    `name`: an A/B arm that differs from plain CoE in exactly those settings."""
     config = yaml.safe_load((logs / "coe.yaml").read_text())
-    config["server"] = {**config.get("server", {}), "direct_ingress": False}
-    path = logs / "coe-proxy.yaml"
+    config.update(sections)
+    path = logs / name
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def proxy_config(logs: Path) -> Path:
+    """Ray Serve's HTTP proxy in front of the ingress (`server.direct_ingress: false`, the path before
+    coe/serve/direct_ingress.py): the A/B of that change."""
+    return config_variant(logs, "coe-proxy.yaml", server={"direct_ingress": False})
 
 
 async def one_request(client: httpx.AsyncClient, model: str, question: str, max_tokens: int,
