@@ -59,6 +59,8 @@ class TrainingPlan:
     name: str | None = None  # a fixed folder name (the default router); else router-<timestamp>
     inputs_sha256: str = ""
     costs: dict[str, float | None] = field(default_factory=dict)  # expert -> $ per Mtok (coe.experts.costs)
+    # True when `dataset` is the default labelled set: scores with categories of their own then train stage 1.
+    stage1_from_scores: bool = False
 
 
 def version_stamp() -> str:
@@ -217,20 +219,19 @@ def train_router(
     progress(f"scores: {len(evidence.prompts)} prompts x {len(plan.experts)} experts; predictor {len(fit_rows)}, "
              f"calibration {len(cal_rows)}, held-out report {len(held_rows)}")
 
-    labels = [p.category for p in plan.dataset]
-    split = stratified_split(labels, seed=plan.seed)
-    stage1_train = [i for i in split.train if plan.dataset[i].text not in reserved]
-    progress(f"data: {len(plan.dataset)} prompts, split {len(stage1_train)}/{len(split.calibration)}/{len(split.heldout)}"
-             + (f" ({len(split.train) - len(stage1_train)} scored prompts kept out of stage-1 training)"
-                if len(stage1_train) < len(split.train) else ""))
+    stage1 = stage1_data(plan, evidence, parts, reserved, progress)
+    items, stage1_train = stage1.items, stage1.train
+    labels = [p.category for p in items]
 
     if embedder_class.needs_training_data:  # a tuned table learns from stage 1's train prompts only
-        progress(f"embedder {plan.embedder}: training on {len(stage1_train)} prompts (cached after the first time)")
-        embedder = get_embedder(plan.embedder, train_items=[plan.dataset[i] for i in stage1_train], seed=plan.seed)
+        tuning = tuning_sample(items, stage1_train, plan.seed)
+        progress(f"embedder {plan.embedder}: training on {len(tuning)} prompts (cached after the first time)")
+        embedder = get_embedder(plan.embedder, train_items=[items[i] for i in tuning], seed=plan.seed)
     else:
         embedder = get_embedder(plan.embedder)
-    vectors = cached_embeddings(embedder, [p.text for p in plan.dataset], progress)
+    vectors = cached_embeddings(embedder, [p.text for p in items], progress)
     y = np.array(labels)
+    split = stage1.split
     model = train_classifier(plan.classifier, vectors[stage1_train], y[stage1_train], seed=plan.seed)
     cal_probs = model.predict_proba(vectors[split.calibration])
     threshold = tune_threshold(cal_probs, list(model.classes_), y[split.calibration], target_accuracy=plan.target_accuracy)
@@ -309,6 +310,64 @@ def train_router(
     written = write_report(report, folder / "report", f"router {artifact.version}: held-out quality against spend")
     progress(f"router written to {folder} in {time.monotonic() - started:.0f} s; report: {written[1]}")
     return folder
+
+
+# A tuned static table trains in about 50 s per 600 prompts on 2 cores; past this many, a seeded
+# per-category sample of stage 1's train prompts tunes it (the classifier still sees them all).
+MAX_TUNING_PROMPTS = 2000
+
+
+@dataclass(frozen=True)
+class Stage1Data:
+    """What stage 1 learns from: labelled prompts and their train/calibration/held-out split."""
+
+    items: list[LabelledPrompt]
+    train: list[int]
+    split: Any  # router_training.splits.Split: calibration and heldout are used as they are
+    origin: str  # "labelled set" or "scores"
+
+
+def stage1_data(plan: TrainingPlan, evidence: KShotScores, parts: Any, reserved: set[str], progress: Progress) -> Stage1Data:
+    """Stage 1 learns the categories the scores use. With the default labelled set (no --data), scores
+    whose categories that set does not have (a user's own: MMLU subjects, prompt sources...) train
+    stage 1 themselves, on the predictor's rows only, calibrated and reported on the scores' own
+    calibration and held-out rows; otherwise the labelled set does, without the prompts stage 2
+    calibrates or reports on."""
+    from router_training.splits import Split, stratified_split
+
+    known = {p.category for p in plan.dataset}
+    foreign = sorted(set(evidence.categories) - known)
+    if foreign and plan.stage1_from_scores:
+        items = [LabelledPrompt(text, category, "scores") for text, category in zip(evidence.prompts, evidence.categories)]
+        split = Split(sorted(parts.train), sorted(parts.calibration), sorted(parts.heldout))
+        shown = ", ".join(foreign[:4]) + (f" and {len(foreign) - 4} more" if len(foreign) > 4 else "")
+        progress(f"stage 1 learns the scores' {len(set(evidence.categories))} categories ({shown} are not in the labelled "
+                 f"set): {len(split.train)}/{len(split.calibration)}/{len(split.heldout)} of the scored prompts")
+        return Stage1Data(items, list(split.train), split, "scores")
+    if foreign:
+        progress(f"WARNING: the scores' categories {', '.join(foreign[:4])}{' ...' if len(foreign) > 4 else ''} are not "
+                 f"in --data, so stage 1 cannot predict them and their K-shot maps are never used; label --data with "
+                 f"the same categories, or leave --data out to let stage 1 learn them from the scores")
+    split = stratified_split([p.category for p in plan.dataset], seed=plan.seed)
+    train = [i for i in split.train if plan.dataset[i].text not in reserved]
+    progress(f"data: {len(plan.dataset)} prompts, split {len(train)}/{len(split.calibration)}/{len(split.heldout)}"
+             + (f" ({len(split.train) - len(train)} scored prompts kept out of stage-1 training)"
+                if len(train) < len(split.train) else ""))
+    return Stage1Data(list(plan.dataset), train, split, "labelled set")
+
+
+def tuning_sample(items: Sequence[LabelledPrompt], train: Sequence[int], seed: int) -> list[int]:
+    """Stage 1's train rows, or at most MAX_TUNING_PROMPTS of them drawn per category in proportion."""
+    if len(train) <= MAX_TUNING_PROMPTS:
+        return list(train)
+    rng = random.Random(seed)
+    by_category = group_by_label([items[i].category for i in train])
+    share = MAX_TUNING_PROMPTS / len(train)
+    chosen: list[int] = []
+    for category in sorted(by_category):
+        rows = [train[j] for j in by_category[category]]
+        chosen += rng.sample(rows, max(1, round(len(rows) * share)))
+    return sorted(chosen)
 
 
 def predictor_summary(choice: PredictorChoice, general: str, never: bool) -> str:

@@ -143,10 +143,10 @@ def run_train_router(
             raise UsageError(f"no prompt has a category in {categories}")
     measured = local_active_params(config_path)
     active_params: dict[str, float] | None = {e: p for e, p in measured.items() if e in expert_ids}
-    uncounted = [e for e in expert_ids if e not in active_params]
-    if uncounted:  # remote, or weights not prepared/built: the cost-aware map cannot weigh them
-        console.print(f"[yellow]no parameter count for {', '.join(uncounted)} (remote or weights not on this machine): "
-                      "the cheap map ignores cost[/]")
+    if any(e not in active_params for e in expert_ids):
+        # Remote, or weights not built: the category maps' cost modes (kept for routers without a
+        # predictor) cannot weigh them. The served knobs price experts by cost_per_mtok instead, and
+        # the pipeline says when a price is missing.
         active_params = None
     costs = expert_costs(config, expert_ids, measured)
     digest = inputs_digest(dataset, scores, k, seed, expert_ids, general_expert, f"{embedder}+{classifier}",
@@ -168,6 +168,7 @@ def run_train_router(
         name=name,
         inputs_sha256=digest,
         costs=costs,
+        stage1_from_scores=data is None,
     )
     progress = lambda message: console.print(f"  {message}", highlight=False)  # noqa: E731
     if scores is not None:

@@ -110,3 +110,23 @@ def test_trained_from_the_same_evidence_as_preferences_its_switches_are_checked_
     predictor = json.loads((tmp_path / "prefs" / "router.json").read_text())["predictor"]
     assert predictor["calibration_basis"] == "comparisons" and isinstance(predictor["calibration_n"], int)
     assert "pairwise preferences" in " ".join(proc.stdout.split())
+
+
+def test_scores_with_categories_of_their_own_train_stage_1_on_them(tmp_path: Path) -> None:
+    """A user's scores labelled with categories the default labelled set does not have: stage 1
+    learns those categories (from the predictor's rows), so the router predicts them."""
+    renamed = {"coding": "python", "math": "arithmetic"}
+    lines = []
+    for line in SCORES.read_text().splitlines():
+        item = json.loads(line)
+        lines.append(json.dumps({**item, "category": renamed[item["category"]]}))
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text("\n".join(lines) + "\n")
+    proc = coe("train-router", "--scores", str(scores), "--k", "all", "--name", "own", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "stage 1 learns the scores' 2 categories" in " ".join((proc.stdout + proc.stderr).split())
+    artifact, _ = RouterArtifact.load(tmp_path / "own")
+    assert sorted(artifact.categories) == ["arithmetic", "python"]
+    router = CategoryRouter.load(tmp_path / "own")
+    decision = router.decide([{"role": "user", "content": "def add(a, b):\n    \"\"\"Return the sum of a and b.\"\"\""}])
+    assert decision.category == "python"
