@@ -3,7 +3,7 @@
 Part 1 (tiers), one process, one engine, every number from the same run:
   warm -> hot  against a plain memcpy (torch `copy_`) of the same number of bytes,
   cold -> hot  against a plain sequential read of the same file, page cache dropped before each, for a
-               file verified before (no hash) and for its first load (sha256 on the way),
+               file verified before (no hash) and for its first load (xxh3-128 checksum on the way),
   checkpoint -> hot (vLLM's own `reload_weights`, the path without images) and a fresh engine boot;
   each swap also with the copy alone as the engine process timed it.
 Part 2 (trace replay): a seeded stream of requests over more experts than slots, replayed with and
@@ -153,12 +153,12 @@ async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict
             for e in (b, a):
                 path = slot.tiers.paths.cold(e)
                 slot.tiers.evict(e)
-                if not verified:  # as on a machine the file was copied to: its sha256 is checked once
+                if not verified:  # as on a machine the file was copied to: its checksum is checked once
                     ImageMeta.read(path).verified_as(None).write(path)
                 dropped &= drop_page_cache(path)
                 seconds = await _swap_seconds(slot, e, cold_copies if verified else first_copies)
-                if slot.last_swap["sha256_checked"] == verified:
-                    raise RuntimeError(f"cold swap of {e}: expected sha256_checked={not verified}")
+                if slot.last_swap["checksum_checked"] == verified:
+                    raise RuntimeError(f"cold swap of {e}: expected checksum_checked={not verified}")
                 (cold if verified else first).append(seconds)
                 read_s, ok = _sequential_read_seconds(path)
                 reads.append(read_s)
@@ -198,13 +198,13 @@ def format_tiers(r: dict) -> str:
         row("memcpy of the same bytes", r["memcpy_s"], "", None),
         row("cold -> hot (disk, file verified before: no hash)", r["cold_s"], "sequential-read bandwidth", r["read_s"]),
         row("  of which the read in the engine process", r["cold_copy_s"], "sequential-read bandwidth", r["read_s"]),
-        row("cold -> hot, first load of the file (sha256 on the way)", r["cold_first_s"], "sequential-read bandwidth",
+        row("cold -> hot, first load of the file (checksum on the way)", r["cold_first_s"], "sequential-read bandwidth",
             r["read_s"]),
-        row("  of which the read + sha256 in the engine process", r["cold_first_copy_s"], "sequential-read bandwidth",
+        row("  of which the read + checksum in the engine process", r["cold_first_copy_s"], "sequential-read bandwidth",
             r["read_s"]),
         row("sequential read of the same file", r["read_s"], "", None),
         row("checkpoint -> hot (vLLM reload_weights alone)", r["checkpoint_s"], "", None),
-        row("first-use image write + sha256 (after the reload)", r["image_write_s"], "", None),
+        row("first-use image write + checksum (after the reload)", r["image_write_s"], "", None),
         f"| fresh engine boot (eager, in-process) | {r['boot_s']:.1f} s | | | 1x |",
         "page cache: " + ("dropped with posix_fadvise(DONTNEED) before each cold read" if r["page_cache_dropped"]
                           else "could NOT be dropped here: cold numbers include page-cache hits"),

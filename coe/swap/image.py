@@ -8,9 +8,9 @@ a sidecar JSON records its checksum and the layout fingerprint of the engine tha
 
 The checksum is verified once per file: the sidecar also records the identity (device, inode, size,
 mtime, ctime) the file had when its bytes were hashed, and a cold load of a file whose identity is
-unchanged reads it without hashing, at the speed of a plain read (sha256 runs at about 1.5 GB/s here,
-slower than the disk). Any rewrite, copy or rename over the file changes that identity, and the next
-load hashes it again, as git's index trusts a file whose stat data is unchanged.
+unchanged reads it without hashing. Any rewrite, copy or rename over the file changes that identity, and
+the next load hashes it again, as git's index trusts a file whose stat data is unchanged. The checksum is
+xxh3-128 (coe/checksums.py says why not sha256), so even that first load runs at about read speed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import struct
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from coe.checksums import file_sha256  # noqa: F401  (re-exported: slot code imports it from here)
+from coe.checksums import file_checksum, file_sha256  # noqa: F401  (re-exported: slot code imports them from here)
 
 SIDECAR_SUFFIX = ".json"
 HASH_CHUNK = 16 << 20
@@ -43,10 +43,10 @@ class ImageMeta:
 
     expert: str
     fingerprint: str
-    sha256: str
+    checksum: str  # "<algorithm>:<hex>" (coe.checksums)
     nbytes: int
     source: str
-    verified: list[int] | None = None  # the file's `stat_identity` when its bytes last matched sha256
+    verified: list[int] | None = None  # the file's `stat_identity` when its bytes last matched `checksum`
 
     def write(self, image: Path) -> None:
         """Atomic: slots of one node may rewrite a sidecar (recording a verification) while others read it."""
@@ -64,7 +64,10 @@ class ImageMeta:
 
     @classmethod
     def read(cls, image: Path) -> "ImageMeta":
-        return cls(**json.loads(sidecar_path(image).read_text()))
+        fields = json.loads(sidecar_path(image).read_text())
+        if "sha256" in fields:  # sidecars written before images had xxh3-128 checksums: still checkable
+            fields["checksum"] = f"sha256:{fields.pop('sha256')}"
+        return cls(**fields)
 
 
 def stat_identity(path: Path | str) -> list[int] | None:

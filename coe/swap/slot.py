@@ -24,7 +24,8 @@ from coe.config import ExpertConfig, SwapPoolConfig
 from coe.errors import ExpertUnavailable
 from coe.experts.vllm_backend import VLLMBackend
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
-from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_sha256, layout_fingerprint, stat_identity
+from coe.checksums import algorithm_of
+from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_checksum, file_sha256, layout_fingerprint, stat_identity
 from coe.swap.metrics import SwapMetrics
 from coe.swap.scheduler import SwapScheduler
 from coe.swap.slot_worker import SLOT_WEIGHTS_ENV
@@ -46,7 +47,7 @@ class Loaded:
     source: str  # "warm", "cold" or "checkpoint" (first use: vLLM's loader, then the image is written)
     nbytes: int
     copy_seconds: float | None = None  # the copy alone, inside the engine process (images only)
-    sha256_checked: bool = False  # a cold file hashed on this load (its first, or after it changed)
+    checksum_checked: bool = False  # a cold file hashed on this load (its first, or after it changed)
     build_seconds: dict[str, float] = field(default_factory=dict)  # checkpoint loads: reload, image write
 
 
@@ -202,7 +203,7 @@ class EngineSlot:
         self.tiers.touch(expert)
         self.last_swap = {"expert": expert, "source": loaded.source, "bytes": loaded.nbytes,
                           "seconds": time.perf_counter() - started, "copy_seconds": loaded.copy_seconds,
-                          "sha256_checked": loaded.sha256_checked, **loaded.build_seconds}
+                          "checksum_checked": loaded.checksum_checked, **loaded.build_seconds}
         self.metrics.record_swap(f"{loaded.source}->hot", loaded.nbytes, self.last_swap["seconds"])
         log.info("slot %s: %s -> %s from %s in %.3f s", self.name, previous, expert, loaded.source, time.perf_counter() - started)
         if loaded.source == Tier.cold.value and self.pool.warm_budget_bytes > 0:
@@ -220,13 +221,13 @@ class EngineSlot:
         self._check_fits(path)
         meta = ImageMeta.read(path)
         mode = "mapped" if tier is Tier.warm else "read" if meta.trusts(path) else "hash"
-        result = await self._rpc("coe_load_image", str(path), mode)
+        result = await self._rpc("coe_load_image", str(path), mode, algorithm_of(meta.checksum))
         if mode == "hash":
-            if result["sha256"] != meta.sha256:
-                raise ImageMismatch(f"{path}: checksum mismatch (recorded {meta.sha256[:12]}, read {result['sha256'][:12]})")
+            if result["checksum"] != meta.checksum:
+                raise ImageMismatch(f"{path}: checksum mismatch (recorded {meta.checksum[:20]}, read {result['checksum'][:20]})")
             if result["identity"] is not None:  # verified: later cold loads of this file skip the hash
                 meta.verified_as(result["identity"]).write(path)
-        return Loaded(tier.value, result["bytes"], copy_seconds=result["seconds"], sha256_checked=mode == "hash")
+        return Loaded(tier.value, result["bytes"], copy_seconds=result["seconds"], checksum_checked=mode == "hash")
 
     async def _build(self, expert: str) -> Loaded:
         """First use: vLLM's loader fills the engine from the checkpoint, then the image is saved."""
@@ -278,7 +279,7 @@ class EngineSlot:
         path = self.tiers.paths.cold(expert)
         await self._rpc("coe_save_image", str(path))
         written = stat_identity(path)
-        meta = ImageMeta(expert, path.parent.name, await asyncio.to_thread(file_sha256, path),
+        meta = ImageMeta(expert, path.parent.name, await asyncio.to_thread(file_checksum, path),
                          path.stat().st_size, self._source_key(expert))
         if written is not None and written == stat_identity(path):  # hashed the bytes the engine wrote
             meta = meta.verified_as(written)

@@ -13,7 +13,6 @@ GPUs never pack, so there the patch is not installed and a copy is all a swap ne
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import torch
 
+from coe.checksums import IMAGE_ALGORITHM, new_hasher
 from coe.swap.image import HASH_CHUNK, read_header, stat_identity
 from coe.swap.mapped_image import MappedImage
 
@@ -88,15 +88,16 @@ class SlotWorkerExtension:
         os.replace(tmp, path)
         return Path(path).stat().st_size
 
-    def coe_load_image(self, path: str, mode: str = "mapped") -> dict:
+    def coe_load_image(self, path: str, mode: str = "mapped", algorithm: str = IMAGE_ALGORITHM) -> dict:
         """Copies an image into the parameters; the caller has checked that its layout fits.
 
         mode "mapped": a warm image (tmpfs) copied from a mapping this engine keeps open between swaps
         (coe/swap/mapped_image.py says why): from the second swap of an image on, a plain memory copy
         per tensor. mode "read": a cold image (disk) whose bytes were verified before (coe/swap/image.py,
         `ImageMeta.trusts`), read sequentially straight into each parameter's memory. mode "hash": the
-        same read, hashed on the way so the caller can refuse it; the result then carries the sha256 and
-        the file's identity while it was read (None if it changed meanwhile), which the caller records.
+        same read, hashed on the way with `algorithm` so the caller can refuse it; the result then carries
+        the checksum ("<algorithm>:<hex>") and the file's identity while it was read (None if it changed
+        meanwhile), which the caller records.
         Returns bytes, seconds and whether a kept mapping was used."""
         if mode not in ("mapped", "read", "hash"):
             raise ValueError(f"unknown image load mode {mode!r}")
@@ -110,10 +111,10 @@ class SlotWorkerExtension:
                 maps[path] = MappedImage(path)
             maps[path].copy_into(params)
             self._coe_after_copy()
-            return {"bytes": maps[path].nbytes, "seconds": time.perf_counter() - started, "sha256": None,
+            return {"bytes": maps[path].nbytes, "seconds": time.perf_counter() - started, "checksum": None,
                     "identity": None, "mapping_reused": reused}
         data_start, entries = read_header(Path(path))
-        digest = hashlib.sha256() if mode == "hash" else None
+        digest = new_hasher(algorithm) if mode == "hash" else None
         before = stat_identity(path)
         with open(path, "rb", buffering=0) as f:
             if hasattr(os, "posix_fadvise"):
@@ -128,7 +129,7 @@ class SlotWorkerExtension:
                     digest.update(view)
         self._coe_after_copy()
         return {"bytes": sum(e.end - e.start for e in entries), "seconds": time.perf_counter() - started,
-                "sha256": digest.hexdigest() if digest is not None else None,
+                "checksum": f"{algorithm}:{digest.hexdigest()}" if digest is not None else None,
                 "identity": before if before == stat_identity(path) else None, "mapping_reused": False}
 
     def _coe_maps(self) -> dict[str, MappedImage]:

@@ -10,7 +10,6 @@ one, and warm -> hot can skip hashing and run at memory speed.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import shutil
@@ -21,6 +20,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, Iterator
 
+from coe.checksums import algorithm_of, new_hasher
 from coe.swap.image import HASH_CHUNK, ImageMeta, sidecar_path
 
 log = logging.getLogger(__name__)
@@ -111,12 +111,13 @@ class TierStore:
                 return None
             tmp = warm.with_name(f".{warm.name}.{os.getpid()}.tmp")
             try:
-                digest = hashlib.sha256()
+                algorithm = algorithm_of(meta.checksum)
+                digest = new_hasher(algorithm)
                 with cold.open("rb") as src, tmp.open("wb") as dst:
                     while chunk := src.read(HASH_CHUNK):
                         digest.update(chunk)
                         dst.write(chunk)
-                if digest.hexdigest() != meta.sha256:
+                if f"{algorithm}:{digest.hexdigest()}" != meta.checksum:
                     raise ChecksumMismatch(f"{cold}: checksum does not match its sidecar; refusing it")
                 shutil.copyfile(sidecar_path(cold), sidecar_path(warm))
                 os.replace(tmp, warm)

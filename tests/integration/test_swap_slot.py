@@ -82,12 +82,12 @@ async def test_swapped_in_expert_equals_fresh_engine_from_every_tier(slot: Engin
         assert await swap_to(slot, V1) == (fresh_outputs[V1], "checkpoint")
         # the base's image was saved at start-up and hashed as written: cold, read without a hash
         assert await swap_to(slot, BASE) == (fresh_outputs[BASE], "cold")
-        assert slot.last_swap["sha256_checked"] is False
+        assert slot.last_swap["checksum_checked"] is False
         slot.tiers.evict(V1)
         cold = slot.tiers.paths.cold(V1)
         ImageMeta.read(cold).verified_as(None).write(cold)  # as after a copy to another machine
         assert await swap_to(slot, V1) == (fresh_outputs[V1], "cold")
-        assert slot.last_swap["sha256_checked"] is True  # hashed on the way, then recorded as verified
+        assert slot.last_swap["checksum_checked"] is True  # hashed on the way, then recorded as verified
         assert ImageMeta.read(cold).trusts(cold)
         # a cold load is promoted to warm in the background; the next swap maps it from RAM
         assert slot.tiers.tier(BASE) is Tier.warm

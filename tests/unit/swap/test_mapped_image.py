@@ -3,12 +3,16 @@ outlives the file it was made from (coe/swap/mapped_image.py, SlotWorkerExtensio
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
+import pytest
 import torch
+import xxhash
 from safetensors.torch import save_file
 
+from coe.checksums import file_checksum
 from coe.swap.image import stat_identity
 from coe.swap.mapped_image import MappedImage
 from coe.swap.slot_worker import SlotWorkerExtension
@@ -78,14 +82,15 @@ def test_worker_reuses_a_mapping_and_drops_it_when_the_image_changes(tmp_path: P
     assert host.coe_forget_images() == 0  # an evicted image's pages are let go
 
 
-def test_cold_load_hashes_the_whole_file(tmp_path: Path) -> None:
-    import hashlib
-
+@pytest.mark.parametrize("algorithm", ["xxh3_128", "sha256"])  # sha256: sidecars written before xxh3
+def test_cold_load_hashes_the_whole_file(tmp_path: Path, algorithm: str) -> None:
     path = tmp_path / "a.safetensors"
     expected = _image(path, seed=2)
     host = _Host(_zeros_like(expected))
-    result = host.coe_load_image(str(path), "hash")
-    assert result["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    result = host.coe_load_image(str(path), "hash", algorithm)
+    assert result["checksum"] == file_checksum(path, algorithm)
+    reference = xxhash.xxh3_128(path.read_bytes()) if algorithm == "xxh3_128" else hashlib.sha256(path.read_bytes())
+    assert result["checksum"] == f"{algorithm}:{reference.hexdigest()}"
     assert result["identity"] == stat_identity(path)  # what the slot records as verified
     assert all(torch.equal(host.params[k], expected[k]) for k in expected)
 
@@ -95,13 +100,11 @@ def test_a_verified_cold_load_reads_the_same_bytes_without_a_hash(tmp_path: Path
     expected = _image(path, seed=3)
     host = _Host(_zeros_like(expected))
     result = host.coe_load_image(str(path), "read")
-    assert result["sha256"] is None and result["bytes"] == MappedImage(str(path)).nbytes
+    assert result["checksum"] is None and result["bytes"] == MappedImage(str(path)).nbytes
     assert all(torch.equal(host.params[k], expected[k]) for k in expected)
 
 
 def test_an_unknown_load_mode_is_refused(tmp_path: Path) -> None:
-    import pytest
-
     path = tmp_path / "a.safetensors"
     host = _Host(_zeros_like(_image(path, seed=4)))
     with pytest.raises(ValueError, match="unknown image load mode"):

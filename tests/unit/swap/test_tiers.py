@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_sha256, read_header, stat_identity
+from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_checksum, read_header, stat_identity
 from coe.swap.tiers import ChecksumMismatch, EvictionPolicy, Tier, TierPaths, TierStore
 
 MB = 1 << 20
@@ -20,7 +20,7 @@ def write_image(store: TierStore, expert: str, seed: int, mb: int = 1) -> Path:
     path = store.paths.cold(expert)
     g = torch.Generator().manual_seed(seed)
     save_file({"w": torch.randn(mb * MB // 4, generator=g)}, str(path))
-    ImageMeta(expert, "fp", file_sha256(path), path.stat().st_size, "src").write(path)
+    ImageMeta(expert, "fp", file_checksum(path), path.stat().st_size, "src").write(path)
     return path
 
 
@@ -78,6 +78,28 @@ def test_sidecars_written_before_verification_was_recorded_still_load(store: Tie
     old.pop("verified")
     sidecar.write_text(json.dumps(old))
     assert ImageMeta.read(cold).verified is None and not ImageMeta.read(cold).trusts(cold)
+
+
+def test_sidecars_with_a_sha256_checksum_are_still_checked_with_it(store: TierStore) -> None:
+    """Images written before slot images took xxh3-128 checksums: their sha256 still verifies them,
+    and a corrupted one is still refused."""
+    import hashlib
+    import json
+
+    cold = write_image(store, "a", 1)
+    sidecar = cold.with_name(cold.name + ".json")
+    old = json.loads(sidecar.read_text())
+    del old["checksum"]
+    old["sha256"] = hashlib.sha256(cold.read_bytes()).hexdigest()
+    sidecar.write_text(json.dumps(old))
+    assert ImageMeta.read(cold).checksum == f"sha256:{old['sha256']}"
+    assert store.promote("a") is not None
+    store.evict("a")
+    data = bytearray(cold.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cold.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatch):
+        store.promote("a")
 
 
 def test_budget_evicts_least_recently_used(store: TierStore) -> None:
