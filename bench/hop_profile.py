@@ -5,6 +5,7 @@
     python bench/hop_profile.py --coe-env RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0   # a third arm
     python bench/hop_profile.py --proxy-arm     # also CoE behind Ray Serve's HTTP proxy (the old path)
     python bench/hop_profile.py --router-arm    # also model="coe" against the expert's own name
+    python bench/hop_profile.py --replica-arm   # also CoE with server.direct_engines: false (via the replica)
 
 The same setup as bench/vllm_side_by_side.py (the prepared SmolLM2 checkpoint, eager bf16, one pinned
 core, greedy, `ignore_eos`): vLLM's OpenAI server first, then `coe serve` with that checkpoint as its
@@ -14,9 +15,11 @@ For CoE every answer's Server-Timing header (coe/api/server_timing.py) splits th
     outside the route  client latency - ingress: HTTP and middleware in the ingress replica (direct
                        ingress, the default); behind Serve's proxy also the hops proxy <-> ingress
     ingress            ingress - call: body read, parsing, failover bookkeeping, building the response
-    handle hop         call - expert: the Ray Serve handle round trip to the expert replica and back
-                       (`handle` itself is measured inside `call`; the rest of `call` is the failover layer)
-    expert             tokenize + vLLM's AsyncLLM + detokenize in the expert replica
+    path to the engine call - expert: the Ray Serve handle round trip to the expert replica and back
+                       (`handle`), or with the ingress linked to the engine (server.direct_engines, the
+                       default) its own frontend's wrapper (`linked`); the rest of `call` is the failover layer
+    expert             tokenize + vLLM's AsyncLLM + detokenize, in the ingress when linked, else in the
+                       expert replica
 
 vLLM's server does the same `expert` work plus its own HTTP layer, so `vLLM server - expert` is what
 its HTTP costs, the fair price of a front door. Medians over the requests; one run.
@@ -42,7 +45,7 @@ from coe import paths
 from coe.api import server_timing
 from coe.serve.subprocess_server import CoEServer, free_port
 from endpoint_overhead import QUESTIONS  # bench/ is on sys.path when run as a script
-from vllm_side_by_side import EXPERT, VLLMServer, config_variant, env_items, proxy_config, same_engine_setup
+from vllm_side_by_side import EXPERT, VLLMServer, config_variant, env_items, proxy_config, replica_config, same_engine_setup
 
 WARMUP = 3
 
@@ -74,14 +77,21 @@ def med(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
 
+def path_ms(timings: dict[str, float]) -> float:
+    """The call to the engine: through the expert replica (`handle`) or the ingress's own frontend on
+    the replica's engine (`linked`, coe/serve/linked_engine.py)."""
+    return timings["handle"] if "handle" in timings else timings["linked"]
+
+
 def breakdown(vllm: Timed, coe: Timed) -> dict[str, float]:
     return {
         "vllm_server_ms": med([c for c, _ in vllm]),
         "coe_client_ms": med([c for c, _ in coe]),
         "outside_route_ms": med([c - t["ingress"] for c, t in coe]),
         "ingress_ms": med([t["ingress"] - t["call"] for _, t in coe]),
-        "failover_layer_ms": med([t["call"] - t["handle"] for _, t in coe]),
-        "handle_hop_ms": med([t["handle"] - t["expert"] for _, t in coe]),
+        "failover_layer_ms": med([t["call"] - path_ms(t) for _, t in coe]),
+        "handle_hop_ms": med([path_ms(t) - t["expert"] for _, t in coe]),
+        "linked_share": round(sum("linked" in t for _, t in coe) / len(coe), 3),
         "expert_ms": med([t["expert"] for _, t in coe]),
     }
 
@@ -90,8 +100,9 @@ def markdown(rows: dict[int, dict[str, float]]) -> str:
     names = [("vLLM server (client latency)", "vllm_server_ms"), ("CoE (client latency)", "coe_client_ms"),
              ("  outside the route (HTTP, middleware; with Serve's proxy its hops too)", "outside_route_ms"),
              ("  ingress (parse, build the response)", "ingress_ms"), ("  failover layer", "failover_layer_ms"),
-             ("  handle hop (ingress -> expert replica -> back)", "handle_hop_ms"),
-             ("  expert (tokenize, AsyncLLM, detokenize)", "expert_ms")]
+             ("  path to the engine (handle: via the expert replica; linked: the ingress's own frontend)", "handle_hop_ms"),
+             ("  expert (tokenize, AsyncLLM, detokenize)", "expert_ms"),
+             ("  share of requests on the linked path", "linked_share")]
     tokens = sorted(rows)
     lines = ["| p50 ms | " + " | ".join(f"max_tokens {t}" for t in tokens) + " |", "|---|" + "---:|" * len(tokens)]
     lines += [f"| {label} | " + " | ".join(f"{rows[t][key]:.1f}" for t in tokens) + " |" for label, key in names]
@@ -120,6 +131,8 @@ def main() -> int:
                         help="also run CoE with these environment variables (a third arm, last)")
     parser.add_argument("--proxy-arm", action="store_true",
                         help="also run CoE behind Ray Serve's HTTP proxy (server.direct_ingress: false), last")
+    parser.add_argument("--replica-arm", action="store_true",
+                        help="also run CoE with server.direct_engines: false (every request through the expert replica), last")
     parser.add_argument("--router-arm", action="store_true",
                         help='also run CoE with the default router: model="coe" against the expert\'s name, last')
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "hop_profile.json")
@@ -146,6 +159,9 @@ def main() -> int:
     if args.proxy_arm:
         print("coe arm behind Ray Serve's HTTP proxy ...", flush=True)
         arms["coe+proxy"] = arm(CoEServer(proxy_config(logs), free_port(), logs / "coe-proxy.log").start())
+    if args.replica_arm:
+        print("coe arm through the expert replica (server.direct_engines: false) ...", flush=True)
+        arms["coe+replica"] = arm(CoEServer(replica_config(logs), free_port(), logs / "coe-replica.log").start())
     routing = {}
     if args.router_arm:
         print('coe arm with the default router (model="coe" and the expert\'s name, alternating) ...', flush=True)
@@ -161,6 +177,9 @@ def main() -> int:
     if args.proxy_arm:
         print("\nbehind Ray Serve's HTTP proxy (server.direct_ingress: false):\n"
               + markdown({t: breakdown(vllm[t][EXPERT], arms["coe+proxy"][t][EXPERT]) for t in args.max_tokens}))
+    if args.replica_arm:
+        print("\nthrough the expert replica (server.direct_engines: false):\n"
+              + markdown({t: breakdown(vllm[t][EXPERT], arms["coe+replica"][t][EXPERT]) for t in args.max_tokens}))
     if routing:
         print('\nmodel="coe" against the expert\'s own name (same server, alternating requests), p50 ms:')
         for t, r in routing.items():

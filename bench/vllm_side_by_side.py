@@ -143,6 +143,12 @@ def proxy_config(logs: Path) -> Path:
     return config_variant(logs, "coe-proxy.yaml", server={"direct_ingress": False})
 
 
+def replica_config(logs: Path) -> Path:
+    """Every request through the expert replica's Ray Serve handle (`server.direct_engines: false`, the
+    path before coe/serve/linked_engine.py): the A/B of that change."""
+    return config_variant(logs, "coe-replica.yaml", server={"direct_engines": False})
+
+
 async def one_request(client: httpx.AsyncClient, model: str, question: str, max_tokens: int,
                       stream: bool) -> tuple[float, float | None, int]:
     """(seconds, seconds to the first token or None, completion tokens) of one chat completion."""
@@ -231,6 +237,8 @@ def main() -> int:
                         help="one arm alone (an A/B of CoE settings); the ratios need both")
     parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
                         help="also run a third arm: CoE with these environment variables (e.g. Ray Serve knobs)")
+    parser.add_argument("--replica-arm", action="store_true",
+                        help="also run CoE with server.direct_engines: false (every request through the expert replica)")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
     extra_env = env_items(parser, args.coe_env)
@@ -262,7 +270,16 @@ def main() -> int:
         finally:
             tuned_server.stop()
 
-    for v, c in [*zip(vllm, coe), *zip(vllm, tuned)]:  # the same work on both sides, or the ratio means nothing
+    replica: list[Cell] = []
+    if args.replica_arm:
+        print("CoE arm through the expert replica (server.direct_engines: false) ...", flush=True)
+        replica_server = CoEServer(replica_config(logs), free_port(), logs / "coe-replica.log").start()
+        try:
+            replica = asyncio.run(run_arm(replica_server.url, "coe+replica", EXPERT, args))
+        finally:
+            replica_server.stop()
+
+    for v, c in [*zip(vllm, coe), *zip(vllm, tuned), *zip(vllm, replica)]:  # the same work on both sides, or the ratio means nothing
         if v.completion_tokens != c.completion_tokens:
             print(f"WARNING: max_tokens {v.max_tokens}, {v.clients} clients: vLLM generated {v.completion_tokens} "
                   f"tokens, CoE {c.completion_tokens}")
@@ -271,9 +288,11 @@ def main() -> int:
         print(markdown(vllm, coe))
     if vllm and tuned:
         print(f"\nwith {' '.join(args.coe_env)}:\n" + markdown(vllm, tuned))
+    if vllm and replica:
+        print("\nthrough the expert replica (server.direct_engines: false):\n" + markdown(vllm, replica))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in coe],
-                                    "coe_env": [asdict(c) for c in tuned],
+                                    "coe_env": [asdict(c) for c in tuned], "coe_replica": [asdict(c) for c in replica],
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
                                    indent=2) + "\n")
     print(f"\nwritten to {args.out}")

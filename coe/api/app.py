@@ -19,6 +19,7 @@ def build_app(state: ApiState) -> FastAPI:
         # traffic): a remote expert's first answer must not pay for importing its client library.
         await asyncio.gather(*(expert.start() for expert in state.experts.values()))
         yield
+        await asyncio.gather(*(expert.shutdown() for expert in state.experts.values()), return_exceptions=True)
 
     app = FastAPI(title="CoE", description="Composition of experts behind one OpenAI-compatible API", lifespan=lifespan)
     app.state.coe = state

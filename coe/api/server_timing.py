@@ -10,6 +10,8 @@ profiler attached. The names (durations in ms, W3C Server-Timing syntax):
     call     the expert call seen by the ingress: failover chain, retries included
     handle   the Ray Serve handle round trip to the expert replica (local experts; for a swap pool
              it includes the slot's queue and any swap)
+    linked   instead of `handle`, for a dedicated engine the ingress reaches through its own vLLM
+             frontend (coe/serve/linked_engine.py): no replica hop, `expert` runs in the ingress
     expert   inside the expert's backend: tokenizing, the engine, detokenizing
     first    streaming only: the wait for the first piece (the rest is not known when headers go out)
 

@@ -44,6 +44,11 @@ class ServerConfig(StrictModel):
         True, description="`coe serve` with one ingress replica: the replica serves the port itself (Ray Serve's "
         "direct ingress), one process hop less than through Serve's HTTP proxy (coe/serve/direct_ingress.py).",
     )
+    direct_engines: bool = Field(
+        True, description="An ingress replica runs its own vLLM frontend on each dedicated engine of its node (one "
+        "replica, no autoscaling), one process hop less than through the expert replica; the replica keeps owning "
+        "the engine (coe/experts/shared_engine.py). Elsewhere, and until linked, requests go through the replica.",
+    )
 
 
 class RouterConfig(StrictModel):

@@ -7,6 +7,7 @@ runs on vLLM-CPU and on GPU vLLM: nothing here is device-specific.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -19,10 +20,12 @@ from coe.errors import ContextLengthExceeded, ExpertUnavailable
 from coe.experts.base import ExpertBackend
 from coe.experts.lora import LoRASet
 from coe.experts.prompts import render_prompt, stop_strings
+from coe.experts.shared_engine import EngineLink, SharedEngine, SharedEngineUnsupported, attach, launch
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, Usage, elapsed_ms
 
 log = logging.getLogger(__name__)
 
+ENGINE_DEAD = "engine_dead"  # the code of ExpertUnavailable when the engine process is gone
 LORA_WORKER_EXTENSION = "coe.experts.lora_cpu.LoRAWorkerExtension"  # CPU multi-LoRA ops, see coe/experts/lora_cpu.py
 
 
@@ -56,7 +59,12 @@ class VLLMBackend(ExpertBackend):
         served_name: str,
         worker_extension_cls: str | None = None,
         adapters: dict[str, Path] | None = None,
+        spare_frontends: int = 0,
+        link: EngineLink | None = None,
     ) -> None:
+        """`spare_frontends`: frontend slots for other processes on this engine (coe/experts/shared_engine.py);
+        `link`: attach to the running engine behind it instead of starting one (its owner passes the
+        same checkpoint, options and adapters)."""
         self.checkpoint = checkpoint
         self.adapters = LoRASet(adapters or {})
         if self.adapters.names and worker_extension_cls is not None:
@@ -65,18 +73,42 @@ class VLLMBackend(ExpertBackend):
         self.options = options
         self.prompt_format = prompt_format
         self.served_name = served_name
+        self.spare_frontends = spare_frontends
+        self.link = link
         self._engine: Any = None
+        self._shared: SharedEngine | None = None
         self._tokenizer: Any = None
 
     async def start(self) -> None:
         if self._engine is not None:
             return
         require_vllm()
-        from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        args = self._engine_args()
+        if self.link is not None:  # the engine, its adapters and their checks belong to its owner
+            self._engine = attach(args, self.link)
+            self._tokenizer = self._engine.get_tokenizer()
+            return
         os.environ.update(engine_env(self.options))
-        args = AsyncEngineArgs(
+        if self.spare_frontends:
+            try:
+                self._shared = launch(args, self.spare_frontends)
+                self._engine = self._shared.engine
+            except SharedEngineUnsupported as err:
+                log.warning("expert '%s': %s; other processes reach it through its replica only", self.served_name, err)
+        if self._engine is None:
+            self._engine = AsyncLLM.from_engine_args(args)
+        self._tokenizer = self._engine.get_tokenizer()
+        if self.adapters.names:
+            await self._check_lora_ops()
+        for lora in self.adapters.preload(self.options):  # a bad adapter fails the boot, not its first request
+            await self._engine.add_lora(lora)
+
+    def _engine_args(self) -> Any:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+
+        return AsyncEngineArgs(
             model=str(self.checkpoint),
             served_model_name=self.served_name,
             dtype=self.options.dtype,
@@ -88,12 +120,11 @@ class VLLMBackend(ExpertBackend):
             worker_extension_cls=self.worker_extension_cls or "",
             **self.adapters.engine_args(self.options),
         )
-        self._engine = AsyncLLM.from_engine_args(args)
-        self._tokenizer = self._engine.get_tokenizer()
-        if self.adapters.names:
-            await self._check_lora_ops()
-        for lora in self.adapters.preload(self.options):  # a bad adapter fails the boot, not its first request
-            await self._engine.add_lora(lora)
+
+    def take_link(self) -> EngineLink | None:
+        """A spare frontend slot of this engine, each handed out once; None when none is left (or the
+        engine was started without any)."""
+        return self._shared.take_link() if self._shared is not None else None
 
     async def _check_lora_ops(self) -> None:
         """On CPU, vLLM's own LoRA ops give base requests of a mixed batch the wrong weights: refuse to
@@ -113,8 +144,12 @@ class VLLMBackend(ExpertBackend):
         if self._engine is None:
             raise ExpertUnavailable(f"expert '{self.served_name}' has not started")
         if self._engine.errored:
-            raise ExpertUnavailable(f"expert '{self.served_name}': engine died: {self._engine.dead_error}")
+            raise ExpertUnavailable(f"expert '{self.served_name}': engine died: {self._engine.dead_error}", code=ENGINE_DEAD)
         return self._engine
+
+    @property
+    def engine_errored(self) -> bool:
+        return self._engine is None or bool(self._engine.errored)
 
     def encode(self, request: GenerationRequest) -> tuple[list[int], int]:
         """Token ids of the rendered prompt and the completion budget; refuses what cannot fit."""
@@ -175,19 +210,25 @@ class VLLMBackend(ExpertBackend):
         # A base model continues "A:" with a space; a chat answer should not start with one.
         strip_leading = self.prompt_format is PromptFormat.completion
         lora = self.adapters.request_for(request.adapter, self.served_name)
-        async for output in engine.generate({"prompt_token_ids": ids}, params, request.request_id, lora_request=lora):
-            completion = output.outputs[0]
-            produced += len(completion.token_ids)
-            finished = output.finished
-            text = completion.text
-            if strip_leading:
-                text = text.lstrip()
-                strip_leading = not text
-            yield GenerationDelta(
-                text=text,
-                finish_reason=(completion.finish_reason or "stop") if finished else None,
-                usage=Usage(len(ids), produced) if finished else None,
-            )
+        # Closed explicitly, so a client that leaves aborts its engine request now, not at garbage collection.
+        outputs = engine.generate({"prompt_token_ids": ids}, params, request.request_id, lora_request=lora)
+        async with contextlib.aclosing(outputs):
+            async for output in outputs:
+                completion = output.outputs[0]
+                if completion.finish_reason == "abort":  # the engine stopped it (shutting down): not an answer
+                    raise ExpertUnavailable(f"expert '{self.served_name}': its engine stopped the request "
+                                            f"(shutting down)", code=ENGINE_DEAD)
+                produced += len(completion.token_ids)
+                finished = output.finished
+                text = completion.text
+                if strip_leading:
+                    text = text.lstrip()
+                    strip_leading = not text
+                yield GenerationDelta(
+                    text=text,
+                    finish_reason=(completion.finish_reason or "stop") if finished else None,
+                    usage=Usage(len(ids), produced) if finished else None,
+                )
 
     async def check_health(self) -> None:
         engine = self._engine_or_raise()
@@ -206,5 +247,8 @@ class VLLMBackend(ExpertBackend):
     def close(self) -> None:
         """Synchronous shutdown, for `__del__` paths where no event loop can be awaited."""
         engine, self._engine = self._engine, None
-        if engine is not None:
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.close()
+        elif engine is not None:
             engine.shutdown()

@@ -59,13 +59,25 @@ def build_application(config: CoEConfig, checkpoints: dict[str, Path] | None = N
             continue  # remote, an adapter on its base's engine, or served by its pool's slots (coe/serve/pool_builder.py)
         adapters = {a.id: str(checkpoints[a.id]) for a in config.adapters_of(expert.id)}
         deployment = serve.deployment(ExpertDeployment, **expert_options(expert))  # replicas, autoscaling, resources
-        handles[expert.id] = deployment.bind(expert, str(checkpoints[expert.id]), adapters)
+        handles[expert.id] = deployment.bind(expert, str(checkpoints[expert.id]), adapters, spare_frontends(config, expert))
     for expert in config.experts:
         if expert.adapter is not None:
             handles[expert.id] = handles[expert.adapter.base]
     infos = [expert_info(e, checkpoints.get(e.id), config) for e in config.experts]
     ingress = serve.deployment(serve.ingress()(Ingress), **ingress_options(config))
     return ingress.bind(config, infos, handles, bind_pools(config, checkpoints))
+
+
+def linkable(config: CoEConfig, expert: ExpertConfig) -> bool:
+    """Whether ingress replicas run their own frontend on this expert's engine: a dedicated engine with
+    one replica (with several, the handle spreads the load; a link would pin it to one)."""
+    return config.server.direct_engines and expert.has_engine and config.pool_of(expert.id) is None and expert.scaling is None
+
+
+def spare_frontends(config: CoEConfig, expert: ExpertConfig) -> int:
+    """Frontend slots an engine keeps for ingress replicas: each replica links once per engine, and a
+    restarted replica needs a fresh slot (the engine cannot reuse one), so twice the replicas."""
+    return 2 * config.cluster.ingress_replicas if linkable(config, expert) else 0
 
 
 def app_from_args(args: dict):  # -> serve.Application

@@ -17,8 +17,11 @@ from coe.config import CoEConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
 from coe.experts.litellm_backend import LiteLLMBackend
 from coe.failover.caller import FailoverCaller
+from coe.serve.app_builder import linkable
 from coe.serve.handle_client import ServeHandleClient
+from coe.serve.linked_engine import LinkedEngine, LinkedExpertClient
 from coe.serve.pool_client import PooledExpertClient, describe_slots
+from coe.serve.serve_config import expert_options
 from coe.swap.metrics import render_prometheus
 from coe.swap.placement import Placement
 
@@ -36,6 +39,7 @@ class Ingress:
                         config.cluster.http_host)
         self.pools = pools or {}
         experts: dict[str, ExpertBackend] = {}
+        linked: dict[str, LinkedEngine] = {}  # engine id -> this replica's link to it
         for pool_id, slots in self.pools.items():
             placement = Placement(self.shared.store, pool_id, list(slots))
             for expert_id in config.pool_of_id(pool_id).experts:
@@ -48,7 +52,12 @@ class Ingress:
             else:
                 adapter = expert.id if expert.adapter is not None else None
                 engine = config.expert(expert.adapter.base) if expert.adapter is not None else expert
-                experts[expert.id] = ServeHandleClient(expert.id, handles[expert.id], engine.replica_queue_s(), adapter)
+                client = ServeHandleClient(expert.id, handles[expert.id], engine.replica_queue_s(), adapter)
+                if linkable(config, engine):  # this ingress's own frontend on the engine, the handle as the fallback path
+                    if engine.id not in linked:
+                        linked[engine.id] = LinkedEngine(engine, handles[engine.id], expert_options(engine)["max_ongoing_requests"])
+                    client = LinkedExpertClient(client, linked[engine.id])
+                experts[expert.id] = client
         # Engines that serve adapters, asked for their adapters' tiers by GET /v1/models.
         self.lora_bases = {e.adapter.base: handles[e.adapter.base] for e in config.experts if e.adapter is not None}
         router = None

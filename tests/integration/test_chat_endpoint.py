@@ -149,5 +149,16 @@ def test_server_timing_splits_a_local_answer_by_hop(base_url: str) -> None:
     resp = httpx.post(f"{base_url}/chat/completions", json=body, timeout=120)
     assert resp.status_code == 200
     timings = server_timing.parse(resp.headers["server-timing"])
-    assert set(timings) == {"call", "handle", "expert", "ingress"}
+    assert set(timings) == {"call", "handle", "expert", "ingress"}  # a swap pool's slot: through its replica
     assert 0 < timings["expert"] <= timings["handle"] <= timings["call"] <= timings["ingress"]
+
+
+def test_a_dedicated_engine_is_reached_without_its_replica(base_url: str) -> None:
+    """Gemma has an engine of its own: the ingress runs its own vLLM frontend on it (coe/serve/linked_engine.py),
+    so the answer's path is `linked`, with no handle hop, and the answer is the one Gemma gives."""
+    body = {"model": GEMMA, "messages": CAPITAL, "max_tokens": 4, "temperature": 0}
+    resp = httpx.post(f"{base_url}/chat/completions", json=body, timeout=120)
+    assert resp.status_code == 200 and resp.json()["model"] == GEMMA
+    timings = server_timing.parse(resp.headers["server-timing"])
+    assert set(timings) == {"call", "linked", "expert", "ingress"}
+    assert 0 < timings["expert"] <= timings["linked"] <= timings["call"] <= timings["ingress"]
