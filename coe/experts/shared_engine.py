@@ -102,19 +102,28 @@ def launch(args: Any, spare_slots: int) -> SharedEngine:
     own_in = make_zmq_listener(get_open_zmq_ipc_path(), zmq.ROUTER)
     own_out = make_zmq_listener(get_open_zmq_ipc_path(), zmq.PULL)
     spare = [(get_open_zmq_ipc_path(), get_open_zmq_ipc_path()) for _ in range(spare_slots)]
-    addresses = EngineZmqAddresses(inputs=[own_in.address, *(i for i, _ in spare)],
-                                   outputs=[own_out.address, *(o for _, o in spare)])
-    # Starts the engine core, hands it every slot's addresses, returns once the model is loaded. The
-    # spare slots' sockets are bound later by their frontends; the engine's connects retry until then.
-    with launch_core_engines(vllm_config, executor_class, False, addresses) as launched:
-        pass
-    engine = AsyncLLM(vllm_config=vllm_config, executor_class=executor_class, log_stats=False,
-                      client_addresses={"input_address": own_in.address, "output_address": own_out.address,
-                                        "input_listener": own_in.socket, "output_listener": own_out.socket},
-                      client_count=count, client_index=0)
-    # Ownership, as a plain AsyncLLM has it: its death noticed here, its shutdown stopping the engine.
-    engine.engine_core.resources.engine_manager = launched.engine_manager
-    engine.engine_core.start_engine_core_monitor()
+    try:
+        addresses = EngineZmqAddresses(inputs=[own_in.address, *(i for i, _ in spare)],
+                                       outputs=[own_out.address, *(o for _, o in spare)])
+        # Starts the engine core, hands it every slot's addresses, returns once the model is loaded. The
+        # spare slots' sockets are bound later by their frontends; the engine's connects retry until then.
+        with launch_core_engines(vllm_config, executor_class, False, addresses) as launched:
+            pass
+    except (TypeError, AttributeError) as err:  # another vLLM's signatures: no engine was started
+        raise SharedEngineUnsupported(f"this vLLM's engine launch differs ({err})") from err
+    try:
+        engine = AsyncLLM(vllm_config=vllm_config, executor_class=executor_class, log_stats=False,
+                          client_addresses={"input_address": own_in.address, "output_address": own_out.address,
+                                            "input_listener": own_in.socket, "output_listener": own_out.socket},
+                          client_count=count, client_index=0)
+        # Ownership, as a plain AsyncLLM has it: its death noticed here, its shutdown stopping the engine.
+        engine.engine_core.resources.engine_manager = launched.engine_manager
+        engine.engine_core.start_engine_core_monitor()
+    except BaseException as err:
+        launched.engine_manager.shutdown()  # never leave an engine without its owner
+        if isinstance(err, (TypeError, AttributeError)):
+            raise SharedEngineUnsupported(f"this vLLM's frontend differs ({err})") from err
+        raise
     return SharedEngine(engine, [EngineLink(i, o, count, k + 1) for k, (i, o) in enumerate(spare)],
                         [a for a in (own_in.address, own_out.address) if a.startswith("ipc://")])
 

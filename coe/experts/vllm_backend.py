@@ -98,7 +98,7 @@ class VLLMBackend(ExpertBackend):
             except SharedEngineUnsupported as err:
                 log.warning("expert '%s': %s; other processes reach it through its replica only", self.served_name, err)
         if self._engine is None:
-            self._engine = AsyncLLM.from_engine_args(args)
+            self._engine = AsyncLLM.from_engine_args(self._engine_args())  # fresh: `launch` marked the other one shared
         self._tokenizer = self._engine.get_tokenizer()
         if self.adapters.names:
             await self._check_lora_ops()

@@ -122,6 +122,8 @@ def test_the_endpoint_serves_each_adapter_as_an_expert(lora_server, reference) -
 
     import httpx
 
+    from coe.api import server_timing
+
     models = {card["id"]: card["coe"] for card in httpx.get(f"{lora_server.url}/v1/models").json()["data"]}
     assert {k: (models[k]["kind"], models[k]["tier"]) for k in ("smollm2-code", "smollm2-math")} == {
         "smollm2-code": ("adapter", "warm"), "smollm2-math": ("adapter", "warm")}
@@ -132,6 +134,8 @@ def test_the_endpoint_serves_each_adapter_as_an_expert(lora_server, reference) -
         response = httpx.post(f"{lora_server.url}/v1/chat/completions", timeout=300, json={
             "model": model, "messages": [{"role": "user", "content": prompt}], "temperature": 0, "max_tokens": 40})
         assert response.status_code == 200, response.text
+        # The ingress's own frontend on the engine (coe/serve/linked_engine.py) carries the adapters too.
+        assert "linked" in server_timing.parse(response.headers["server-timing"]), response.headers["server-timing"]
         body = response.json()
         return body["model"], response.headers["x-coe-expert"], body["choices"][0]["message"]["content"]
 
