@@ -6,6 +6,9 @@ get the same engine settings (eager, bf16, the expert's max_model_len and max_nu
 core through VLLM_CPU_OMP_THREADS_BIND, the same KV-cache size), the same HTTP client and the same
 requests (greedy, `ignore_eos` so every answer is exactly max_tokens long: the same work on both
 sides). The arms run one after the other, never together, so they do not share the cores.
+`--rounds 2` runs them vLLM, CoE, CoE, vLLM (each server booted afresh) and reports each arm's mean
+over its rounds: on a machine whose speed drifts during a run, a drift that is linear in time then
+hits both arms alike.
 
 Cells: max_tokens {1, 32} x concurrent clients {1, 8, 16} x {non-streaming, streaming}. Per cell,
 ``--requests`` requests after a warm-up; p50/p99 of the request latency (time to first token too when
@@ -215,6 +218,21 @@ async def run_arm(url: str, arm: str, model: str, args: argparse.Namespace) -> l
         return cells
 
 
+def mean_cells(runs: list[list[Cell]]) -> list[Cell]:
+    """Each cell's numbers averaged over an arm's runs (one run: itself)."""
+    if len(runs) <= 1:
+        return runs[0] if runs else []
+    out = []
+    for cells in zip(*runs):
+        first = cells[0]
+        mean = lambda field: round(statistics.mean(getattr(c, field) for c in cells), 2)  # noqa: E731
+        ttft = [c.ttft_p50_ms for c in cells if c.ttft_p50_ms is not None]
+        out.append(Cell(first.arm, first.max_tokens, first.clients, first.stream, sum(c.requests for c in cells),
+                        mean("p50_ms"), mean("p99_ms"), round(statistics.mean(ttft), 1) if ttft else None,
+                        mean("throughput_rps"), sum(c.completion_tokens for c in cells) // len(cells)))
+    return out
+
+
 def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
     lines = ["| max_tokens | clients | stream | vLLM p50 ms | CoE p50 ms | +ms | vLLM TTFT p50 | CoE TTFT p50 "
              "| vLLM req/s | CoE req/s | CoE / vLLM |",
@@ -237,6 +255,8 @@ def main() -> int:
                         help="one arm alone (an A/B of CoE settings); the ratios need both")
     parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
                         help="also run a third arm: CoE with these environment variables (e.g. Ray Serve knobs)")
+    parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
+                        help="2: vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs (drift cancels)")
     parser.add_argument("--replica-arm", action="store_true",
                         help="also run CoE with server.direct_engines: false (every request through the expert replica)")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
@@ -245,22 +265,20 @@ def main() -> int:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
 
-    vllm: list[Cell] = []
-    coe: list[Cell] = []
-    if "vllm" in args.arms:
-        print(f"vLLM arm: vllm.entrypoints.openai.api_server for {checkpoint} (logs in {logs}) ...", flush=True)
-        server = VLLMServer(checkpoint, EXPERT, options, free_port(), logs / "vllm.log").start()
+    runs: dict[str, list[list[Cell]]] = {"vllm": [], "coe": []}
+    order = [arm for r in range(args.rounds) for arm in (("vllm", "coe") if r % 2 == 0 else ("coe", "vllm"))]
+    for n, name in enumerate(a for a in order if a in args.arms):
+        if name == "vllm":
+            print(f"vLLM arm: vllm.entrypoints.openai.api_server for {checkpoint} (logs in {logs}) ...", flush=True)
+            server: Any = VLLMServer(checkpoint, EXPERT, options, free_port(), logs / f"vllm-{n}.log").start()
+        else:
+            print(f"CoE arm: coe serve with that checkpoint as its one expert (logs in {logs}) ...", flush=True)
+            server = CoEServer(logs / "coe.yaml", free_port(), logs / f"coe-{n}.log").start()
         try:
-            vllm = asyncio.run(run_arm(server.url, "vllm", EXPERT, args))
+            runs[name].append(asyncio.run(run_arm(server.url, name, EXPERT, args)))
         finally:
             server.stop()
-    if "coe" in args.arms:
-        print(f"CoE arm: coe serve with that checkpoint as its one expert (logs in {logs}) ...", flush=True)
-        coe_server = CoEServer(logs / "coe.yaml", free_port(), logs / "coe.log").start()
-        try:
-            coe = asyncio.run(run_arm(coe_server.url, "coe", EXPERT, args))
-        finally:
-            coe_server.stop()
+    vllm, coe = mean_cells(runs["vllm"]), mean_cells(runs["coe"])
     tuned: list[Cell] = []
     if extra_env:
         print(f"CoE arm with {' '.join(args.coe_env)} ...", flush=True)
@@ -292,6 +310,7 @@ def main() -> int:
         print("\nthrough the expert replica (server.direct_engines: false):\n" + markdown(vllm, replica))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in coe],
+                                    "rounds": {arm: [[asdict(c) for c in run] for run in r] for arm, r in runs.items()},
                                     "coe_env": [asdict(c) for c in tuned], "coe_replica": [asdict(c) for c in replica],
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
                                    indent=2) + "\n")
