@@ -74,7 +74,7 @@ class EngineSlot:
         self.tiers: TierStore | None = None
         self.scheduler: SwapScheduler | None = None
         self._layout: list = []
-        self._fits_checked: dict[str, list[int]] = {}  # image path -> its identity when check_fits passed
+        self._fits_checked: dict[str, list[int] | None] = {}  # image path -> (device, inode, size) when check_fits passed
         self._views: dict[str, VLLMBackend] = {}
         self._promoting: dict[str, asyncio.Task] = {}
         self._broken: str | None = None
@@ -252,12 +252,15 @@ class EngineSlot:
     # -- images -------------------------------------------------------------------------------------
 
     def _check_fits(self, path: Path) -> None:
-        """`check_fits` once per file identity: an unchanged file's header is not parsed again each swap."""
+        """`check_fits` once per file (device, inode, size): an unchanged file's header is not parsed
+        again each swap. Not the mtime: the warm tier touches a file on every use (its LRU clock), and
+        an image is only ever replaced by renaming a new file over it (a new inode)."""
         identity = stat_identity(path)
-        if identity is not None and self._fits_checked.get(str(path)) == identity:
+        key = None if identity is None else identity[:3]
+        if key is not None and self._fits_checked.get(str(path)) == key:
             return
         check_fits(path, self._layout)
-        self._fits_checked[str(path)] = identity
+        self._fits_checked[str(path)] = key
 
     def _source_key(self, expert: str) -> str:
         """Identity of the checkpoint an image was made from: path plus its weights' size and mtime."""
