@@ -26,10 +26,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# A running engine answers an attach in milliseconds. One that died after handing out the slot never
+# answers, and vLLM would wait for it VLLM_ENGINE_READY_TIMEOUT_S (600 s by default: it is sized for an
+# engine that is still loading its model, which an attach never waits for).
+ATTACH_READY_TIMEOUT_S = 30
+_ATTACH_WAIT = threading.Lock()  # attaches change vLLM's ready timeout one at a time
+
+
+class EngineNotAnswering(RuntimeError):
+    """The engine behind a link did not say it was ready: it died after handing the link out."""
 
 
 class SharedEngineUnsupported(RuntimeError):
@@ -129,17 +140,33 @@ def launch(args: Any, spare_slots: int) -> SharedEngine:
 
 
 def attach(args: Any, link: EngineLink) -> Any:
-    """This process's AsyncLLM on the engine core behind `link` (started with the same `args`). Blocks
-    until the engine says it is ready: a few milliseconds for a running engine."""
+    """This process's AsyncLLM on the engine core behind `link` (started with the same `args`).
+
+    Blocking (reads config and tokenizer files, then waits for the engine's hello): call it off the
+    event loop. A running engine says hello in milliseconds; one that died after handing out `link`
+    never does, and this raises EngineNotAnswering after ATTACH_READY_TIMEOUT_S instead of vLLM's 600 s.
+    vLLM reads that timeout from a module global, so it is lowered here for the attach alone; a
+    process that attaches must not be launching an engine of its own at the same moment (CoE's
+    ingress, the only one that attaches, launches none)."""
     from vllm.usage.usage_lib import UsageContext
+    from vllm.v1.engine import core_client
     from vllm.v1.engine.async_llm import AsyncLLM
 
     mark_shared(args, link.client_count)
     vllm_config = args.create_engine_config(UsageContext.ENGINE_CONTEXT)  # reads config and tokenizer files only
-    return AsyncLLM.from_vllm_config(
-        vllm_config, disable_log_stats=True,
-        client_addresses={"input_address": link.input_address, "output_address": link.output_address},
-        client_count=link.client_count, client_index=link.client_index)
+    with _ATTACH_WAIT:
+        vllm_timeout = core_client.VLLM_ENGINE_READY_TIMEOUT_S
+        core_client.VLLM_ENGINE_READY_TIMEOUT_S = ATTACH_READY_TIMEOUT_S
+        try:
+            return AsyncLLM.from_vllm_config(
+                vllm_config, disable_log_stats=True,
+                client_addresses={"input_address": link.input_address, "output_address": link.output_address},
+                client_count=link.client_count, client_index=link.client_index)
+        except TimeoutError as err:
+            raise EngineNotAnswering(f"the engine behind {link.input_address} did not answer within "
+                                     f"{ATTACH_READY_TIMEOUT_S} s; it has gone away") from err
+        finally:
+            core_client.VLLM_ENGINE_READY_TIMEOUT_S = vllm_timeout
 
 
 async def watch_engine(engine: Any) -> None:

@@ -7,6 +7,7 @@ runs on vLLM-CPU and on GPU vLLM: nothing here is device-specific.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -87,7 +88,9 @@ class VLLMBackend(ExpertBackend):
 
         args = self._engine_args()
         if self.link is not None:  # the engine, its adapters and their checks belong to its owner
-            self._engine = attach(args, self.link)
+            # Off the event loop: the attach reads files and waits for the engine (seconds at worst),
+            # and the ingress that attaches keeps serving meanwhile.
+            self._engine = await asyncio.to_thread(attach, args, self.link)
             self._tokenizer = self._engine.get_tokenizer()
             return
         os.environ.update(engine_env(self.options))

@@ -27,7 +27,7 @@ from typing import Any
 from coe.config import ExpertConfig
 from coe.errors import ExpertUnavailable
 from coe.experts.base import ExpertBackend
-from coe.experts.shared_engine import EngineLink, node_id, watch_engine
+from coe.experts.shared_engine import EngineLink, EngineNotAnswering, node_id, watch_engine
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, elapsed_ms
 from coe.serve.handle_client import ServeHandleClient
 
@@ -90,7 +90,13 @@ class LinkedEngine:
                 log.info("expert '%s': its replica offers no engine link (another node, or no slot left); "
                          "requests go through the replica", self.engine.id)
                 return
-            backend = await self._attach(offer)
+            try:
+                backend = await self._attach(offer)
+            except EngineNotAnswering as err:  # it died after the offer: its replica restarts, ask again
+                log.warning("expert '%s': %s; requests go through its replica until it is linked again",
+                            self.engine.id, err)
+                await asyncio.sleep(RELINK_AFTER_S)
+                continue
             if backend is None:
                 return
             self.backend = backend
@@ -113,8 +119,11 @@ class LinkedEngine:
                               adapters={name: Path(path) for name, path in offer["adapters"].items()},
                               link=EngineLink(**offer["link"]))
         try:
-            await asyncio.to_thread(_import_vllm)  # seconds; the attach itself takes milliseconds
-            await backend.start()
+            await asyncio.to_thread(_import_vllm)  # seconds, the first time
+            await backend.start()  # the attach runs off the event loop too
+        except EngineNotAnswering:
+            backend.close()
+            raise
         except Exception as err:
             log.warning("expert '%s': could not attach to its engine (%s); requests go through the replica",
                         self.engine.id, err)

@@ -22,6 +22,7 @@ from coe.serve.subprocess_server import CoEServer, free_port
 
 SMOL = "smollm2-135m-instruct"
 GEMMA = "gemma3-270m"
+GEMMA_QUEUE_S = 5  # how long a Gemma request waits for a replica before its fallback answers it
 REMOTE = "remote-smollm2"
 VARIANT = f"{SMOL}-variant-7"  # synthetic (coe/models/variants.py): shares SmolLM2's engine slot
 # Two Mixtral checkpoints upcycled from SmolLM2 and a variant with zero routers (ties go to expert 0):
@@ -59,7 +60,7 @@ def service_config(port: int, router: Path, variant: Path, moes: dict[str, Path]
                 "prompt_format": "completion",
                 "engine": {"cpu_bind": "1", "max_model_len": 1024},
                 "fallbacks": [SMOL],  # test_replica_killed: a stream cut by a dead replica ends on SmolLM2
-                "timeouts": {"queue_s": 5},  # ...and while it restarts, its requests go to SmolLM2 after 5 s
+                "timeouts": {"queue_s": GEMMA_QUEUE_S},  # ...and while it restarts, its requests go to SmolLM2 after 5 s
             },
             {
                 "id": VARIANT,

@@ -17,6 +17,7 @@ import pytest
 
 from coe import paths
 from coe.config import EngineOptions, PromptFormat
+from coe.experts import shared_engine
 from coe.experts.shared_engine import watch_engine
 from coe.errors import ExpertUnavailable
 from coe.experts.vllm_backend import ENGINE_DEAD, VLLMBackend
@@ -40,13 +41,14 @@ def backend(**kwargs) -> VLLMBackend:
     return VLLMBackend(SMOL, OPTIONS, PromptFormat.chat, "smollm2", **kwargs)
 
 
-async def test_an_attached_frontend_shares_the_engine_and_learns_when_it_dies() -> None:
+async def test_an_attached_frontend_shares_the_engine_and_learns_when_it_dies(monkeypatch) -> None:
     owner = backend(spare_frontends=2)
     await owner.start()
     try:
         link = owner.take_link()
         assert link is not None and (link.client_index, link.client_count) == (1, 3)
-        assert owner.take_link().client_index == 2 and owner.take_link() is None  # each slot once
+        spare = owner.take_link()
+        assert spare.client_index == 2 and owner.take_link() is None  # each slot once
 
         attached = backend(link=link)
         await attached.start()
@@ -77,5 +79,26 @@ async def test_an_attached_frontend_shares_the_engine_and_learns_when_it_dies() 
             await attached.chat(request("Hello?"))
         assert refused.value.code == ENGINE_DEAD
         attached.close()
+
+        # A slot handed out just before its engine died: the attach gives up after ATTACH_READY_TIMEOUT_S
+        # (vLLM alone would wait 600 s), and the event loop keeps running meanwhile (an ingress attaches
+        # while it serves other requests).
+        monkeypatch.setattr(shared_engine, "ATTACH_READY_TIMEOUT_S", 2)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        ticker, late = asyncio.create_task(tick()), backend(link=spare)
+        started = time.monotonic()
+        with pytest.raises(shared_engine.EngineNotAnswering):
+            await asyncio.wait_for(late.start(), 60)
+        waited = time.monotonic() - started
+        ticker.cancel()
+        assert 2 <= waited < 20 and ticks >= waited / 0.05 / 2, (waited, ticks)
+        late.close()
     finally:
         owner.close()
