@@ -4,9 +4,10 @@ Gemma's config names SmolLM2 as its fallback (conftest). The client's stream mus
 the text sent before the kill stays, SmolLM2 continues it as an assistant prefill, the finish reason is
 a real one (never "incomplete"), no error event, and the final chunk names both experts. Ray Serve then
 restarts the replica; meanwhile Gemma's requests are answered by SmolLM2 once no replica has accepted
-them within Gemma's queue_s (a Gemma answer never waits the restart out), and the test waits until Gemma
-answers again, so the tests after it see the service as it was. Only a process under this session's own `coe serve` is killed, found by walking its
-process tree (never by name across the machine).
+them within Gemma's queue_s (a Gemma answer never waits the restart out), and the test waits until
+Gemma answers again, so the tests after it see the service as it was. Only a process under this
+session's own `coe serve` is killed, found by walking its process tree (never by name across the
+machine).
 """
 
 from __future__ import annotations
