@@ -127,7 +127,8 @@ def run_train_router(
     seed: int,
 ) -> Path:
     from router_training.data import default_dataset, load_jsonl
-    from router_training.pipeline import TrainingPlan, read_precomputed, score_by_answering, train_router
+    from router_training.kshot_evidence import read_precomputed
+    from router_training.pipeline import TrainingPlan, score_by_answering, train_router
 
     config = load_config(config_path)
     expert_ids = experts or [e.id for e in config.experts]

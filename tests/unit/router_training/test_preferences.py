@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from router_training.data import DataFileError
-from router_training.pipeline import read_precomputed
+from router_training.kshot_evidence import read_precomputed
 from router_training.preferences import Comparison, fit_strengths, preference_scores
 
 
