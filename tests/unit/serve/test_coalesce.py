@@ -35,7 +35,9 @@ async def _collect(stream: AsyncIterator[GenerationDelta], consumer_pause_s: flo
 
 def test_a_slow_consumer_gets_fewer_pieces_with_the_same_text_and_ending() -> None:
     pieces = asyncio.run(_collect(coalesced(_producer(50, pause_s=0.001)), consumer_pause_s=0.01))
-    assert 1 < len(pieces) < 51
+    # Uncoalesced: 51 pieces (50 texts and the ending). A consumer 10x slower than the producer takes
+    # several texts per piece, so at most half as many; more than one, since it reads while they come.
+    assert 1 < len(pieces) <= 25, len(pieces)
     assert "".join(p.text for p in pieces) == "".join(f"t{i} " for i in range(50))
     assert pieces[-1].finish_reason == "length" and pieces[-1].usage == Usage(3, 50)
     assert all(p.finish_reason is None for p in pieces[:-1])

@@ -150,10 +150,10 @@ def test_check_fits_names_the_difference(tmp_path: Path) -> None:
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path):
     """A real 2 MiB tmpfs, like a container's small /dev/shm (mounting needs root, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a 2 MiB tmpfs (CI runs as root, so CI covers this path)")
     mount = tmp_path / "shm"
     mount.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
     import subprocess
 
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
