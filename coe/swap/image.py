@@ -81,6 +81,15 @@ def stat_identity(path: Path | str) -> list[int] | None:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
+def file_identity(path: Path | str) -> tuple[int, int, int] | None:
+    """(device, inode, size) of `stat_identity`, or None when the file is gone. Images are only ever
+    replaced by renaming a new file over them (a new inode), and an inode number cannot be reused while
+    its file is mapped, so equal identity means the same bytes. Not the mtime: the warm tier touches a
+    file on every use (its LRU clock)."""
+    full = stat_identity(path)
+    return None if full is None else (full[0], full[1], full[2])
+
+
 def sidecar_path(image: Path) -> Path:
     return image.with_name(image.name + SIDECAR_SUFFIX)
 

@@ -20,16 +20,7 @@ import warnings
 
 import torch
 
-from coe.swap.image import parse_header, stat_identity
-
-
-def file_identity(path: str) -> tuple[int, int, int] | None:
-    """(device, inode, size) of `stat_identity`, or None when the file is gone. Images are only ever
-    replaced by renaming a new file over them (a new inode), and an inode number cannot be reused while
-    its file is mapped, so equal identity means the same bytes. Not the mtime: the warm tier touches a
-    file on every use (its LRU clock)."""
-    full = stat_identity(path)
-    return None if full is None else (full[0], full[1], full[2])
+from coe.swap.image import file_identity, parse_header
 
 
 class MappedImage:

@@ -25,7 +25,7 @@ from coe.errors import ExpertUnavailable
 from coe.experts.vllm_backend import VLLMBackend
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
 from coe.checksums import algorithm_of
-from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_checksum, file_sha256, layout_fingerprint, stat_identity
+from coe.swap.image import ImageMeta, ImageMismatch, check_fits, file_checksum, file_identity, file_sha256, layout_fingerprint, stat_identity
 from coe.swap.metrics import SwapMetrics
 from coe.swap.scheduler import SwapScheduler
 from coe.swap.slot_worker import SLOT_WEIGHTS_ENV
@@ -74,7 +74,7 @@ class EngineSlot:
         self.tiers: TierStore | None = None
         self.scheduler: SwapScheduler | None = None
         self._layout: list = []
-        self._fits_checked: dict[str, list[int] | None] = {}  # image path -> (device, inode, size) when check_fits passed
+        self._fits_checked: dict[str, tuple[int, int, int] | None] = {}  # image path -> file_identity when check_fits passed
         self._views: dict[str, VLLMBackend] = {}
         self._promoting: dict[str, asyncio.Task] = {}
         self._broken: str | None = None
@@ -252,15 +252,13 @@ class EngineSlot:
     # -- images -------------------------------------------------------------------------------------
 
     def _check_fits(self, path: Path) -> None:
-        """`check_fits` once per file (device, inode, size): an unchanged file's header is not parsed
-        again each swap. Not the mtime: the warm tier touches a file on every use (its LRU clock), and
-        an image is only ever replaced by renaming a new file over it (a new inode)."""
-        identity = stat_identity(path)
-        key = None if identity is None else identity[:3]
-        if key is not None and self._fits_checked.get(str(path)) == key:
+        """`check_fits` once per `file_identity` (device, inode, size; not the mtime, which the warm
+        tier's LRU clock changes on every use): an unchanged file's header is not parsed again each swap."""
+        identity = file_identity(path)
+        if identity is not None and self._fits_checked.get(str(path)) == identity:
             return
         check_fits(path, self._layout)
-        self._fits_checked[str(path)] = key
+        self._fits_checked[str(path)] = identity
 
     def _source_key(self, expert: str) -> str:
         """Identity of the checkpoint an image was made from: path plus its weights' size and mtime."""
