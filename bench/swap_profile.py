@@ -7,10 +7,12 @@
 row below, the copy alone as the engine process timed it. This splits the difference, on the same
 engine as that bench (SmolLM2 and one synthetic variant, one eager slot engine, both images warm):
 
-    host steps before  tier lookup, image checks and sidecar read in the slot, before the RPC is sent
+    slot around RPC    the slot's image load minus its `coe_load_image` RPC: tier lookup, image checks
+                       and sidecar read before the RPC, building the result after it
     RPC beyond copy    the `coe_load_image` round trip into the engine minus the copy inside it
                        (frontend -> engine core -> worker and back, and the worker's own bookkeeping)
-    host steps after   the slot's bookkeeping once the image is in (tier touch, metrics, log line)
+    after the load     the rest of the swap: the reply of the prefix-cache reset sent beside the load,
+                       tier touch, metrics, log line
 
 and times the pieces alone: a no-op RPC round trip, the prefix-cache reset (sent with the load), and
 each host-side check. Medians; one run; numbers move from run to run by about a millisecond.
@@ -89,9 +91,9 @@ async def profile(swaps: int, work: Path) -> None:
         print(f"  as a waiting request sees it  {ms(totals)}")
         print(f"  the copy in the engine        {ms(copies)}")
         print(f"  outside the copy              {ms([t - c for t, c in zip(totals, copies)])}")
-        print(f"    host steps before           {ms([lo - r for lo, r in zip(load_times, rpc_times)])}")
+        print(f"    slot around the RPC         {ms([lo - r for lo, r in zip(load_times, rpc_times)])}")
         print(f"    RPC beyond the copy         {ms([r - c for r, c in zip(rpc_times, copies)])}")
-        print(f"    host steps after            {ms([t - lo for t, lo in zip(totals, load_times)])}")
+        print(f"    after the load              {ms([t - lo for t, lo in zip(totals, load_times)])}")
 
         warm = slot.tiers.paths.warm(a)
         algorithm = algorithm_of(ImageMeta.read(warm).checksum)
