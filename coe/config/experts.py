@@ -35,6 +35,12 @@ class EngineOptions(StrictModel):
         "Give each engine its own cores: vLLM's 'auto' pins every engine to core 0.",
     )
     num_cpus: float = Field(0.5, gt=0, description="Ray CPUs reserved for the expert's replica.")
+    nice: int | None = Field(
+        0, ge=-20, le=19,
+        description="Process priority of the engine's processes. Ray starts its workers at nice 15, below every "
+        "other process; 0 is what `vllm serve` from a shell gets. Lowering needs CAP_SYS_NICE (root or `ulimit -e`); "
+        "where it is refused the engine keeps Ray's and a warning says so. null: keep Ray's.",
+    )
     seed: int = Field(0, description="Engine seed, so sampled outputs are reproducible.")
     lora_slots: int = Field(
         2, ge=1, description="With adapter experts on this engine: adapters batched at once (vLLM max_loras, the hot tier)."

@@ -20,6 +20,7 @@ from coe.config import EngineOptions, PromptFormat
 from coe.errors import ContextLengthExceeded, ExpertUnavailable
 from coe.experts.base import ExpertBackend
 from coe.experts.lora import LoRASet
+from coe.experts.priority import started_at_nice
 from coe.experts.prompts import render_prompt, stop_strings
 from coe.experts.shared_engine import EngineLink, SharedEngine, SharedEngineUnsupported, attach, launch
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, Usage, elapsed_ms
@@ -94,14 +95,15 @@ class VLLMBackend(ExpertBackend):
             self._tokenizer = self._engine.get_tokenizer()
             return
         os.environ.update(engine_env(self.options))
-        if self.spare_frontends:
-            try:
-                self._shared = launch(args, self.spare_frontends)
-                self._engine = self._shared.engine
-            except SharedEngineUnsupported as err:
-                log.warning("expert '%s': %s; other processes reach it through its replica only", self.served_name, err)
-        if self._engine is None:
-            self._engine = AsyncLLM.from_engine_args(self._engine_args())  # fresh: `launch` marked the other one shared
+        with started_at_nice(self.options.nice, f"expert '{self.served_name}'"):  # Ray's workers run at nice 15
+            if self.spare_frontends:
+                try:
+                    self._shared = launch(args, self.spare_frontends)
+                    self._engine = self._shared.engine
+                except SharedEngineUnsupported as err:
+                    log.warning("expert '%s': %s; other processes reach it through its replica only", self.served_name, err)
+            if self._engine is None:
+                self._engine = AsyncLLM.from_engine_args(self._engine_args())  # fresh: `launch` marked the other one shared
         self._tokenizer = self._engine.get_tokenizer()
         if self.adapters.names:
             await self._check_lora_ops()

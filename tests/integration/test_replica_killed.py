@@ -18,28 +18,14 @@ import signal
 import time
 
 import httpx
-import psutil
 
-from coe.serve.serve_config import expert_deployment_name
 from tests.integration.conftest import GEMMA, GEMMA_QUEUE_S, SMOL
+from tests.integration.processes import replica_processes
 
 # Gemma is a base model on a Q/A transcript: it stops at its next "Q:", so it must be cut early.
 PROMPT = [{"role": "user", "content": "Tell me a story about a dragon who learns to fly."}]
 RECOVERY_TIMEOUT_S = 300
 ANSWER_S = 5  # ample for 4 tokens of a 270M model once a replica has taken the request
-
-
-def replica_processes(root_pid: int, expert: str) -> list[psutil.Process]:
-    """The Ray Serve replica processes of `expert` under this test session's server."""
-    wanted = f"ServeReplica:coe:{expert_deployment_name(expert)}"
-    found = []
-    for proc in psutil.Process(root_pid).children(recursive=True):
-        try:
-            if wanted in " ".join(proc.cmdline()):
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def pieces(events: list[dict]) -> list[str]:
