@@ -13,7 +13,9 @@ hits both arms alike.
 Cells: max_tokens {1, 32} x concurrent clients {1, 8, 16} x {non-streaming, streaming}. Per cell,
 ``--requests`` requests after a warm-up; p50/p99 of the request latency (time to first token too when
 streaming) and the throughput of the whole cell. The ratios (CoE / vLLM) are what to read: absolute
-numbers on a shared 2-core machine move between runs.
+numbers on a shared 2-core machine move between runs. `--coe-env KEY=VALUE` and `--coe-engine
+KEY=VALUE` (an engine option, e.g. `nice=null`) add a third arm, CoE with that change, run last: an
+A/B of one setting against vLLM and plain CoE in the same run.
 
     make bench-vllm            # or: python bench/vllm_side_by_side.py --requests 48
 """
@@ -109,12 +111,20 @@ class VLLMServer:
             self.proc.wait(timeout=10)
 
 
-def env_items(parser: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
-    """--coe-env's KEY=VALUE items as a dict (a usage error otherwise)."""
+def env_items(parser: argparse.ArgumentParser, items: list[str], flag: str = "--coe-env") -> dict[str, str]:
+    """KEY=VALUE items as a dict (a usage error otherwise)."""
     try:
         return dict(item.split("=", 1) for item in items)
     except ValueError:
-        parser.error(f"--coe-env takes KEY=VALUE items, got {items}")
+        parser.error(f"{flag} takes KEY=VALUE items, got {items}")
+
+
+def engine_variant(logs: Path, overrides: dict[str, str]) -> Path:
+    """The bench coe.yaml with its expert's engine options changed (values read as YAML: `nice=15`,
+    `nice=null`), written beside it: an arm that differs from plain CoE in exactly those options."""
+    expert = yaml.safe_load((logs / "coe.yaml").read_text())["experts"][0]
+    expert["engine"].update({k: yaml.safe_load(v) for k, v in overrides.items()})
+    return config_variant(logs, "coe-engine-variant.yaml", experts=[expert])
 
 
 def same_engine_setup(prefix: str) -> tuple[Any, Path, Path]:
@@ -255,6 +265,8 @@ def main() -> int:
                         help="one arm alone (an A/B of CoE settings); the ratios need both")
     parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
                         help="also run a third arm: CoE with these environment variables (e.g. Ray Serve knobs)")
+    parser.add_argument("--coe-engine", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="also run a third arm: CoE with these engine options (e.g. nice=15); with --coe-env, both")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
                         help="2: vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs (drift cancels)")
     parser.add_argument("--replica-arm", action="store_true",
@@ -262,6 +274,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
     extra_env = env_items(parser, args.coe_env)
+    engine_overrides = env_items(parser, args.coe_engine, "--coe-engine")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
 
@@ -280,9 +293,11 @@ def main() -> int:
             server.stop()
     vllm, coe = mean_cells(runs["vllm"]), mean_cells(runs["coe"])
     tuned: list[Cell] = []
-    if extra_env:
-        print(f"CoE arm with {' '.join(args.coe_env)} ...", flush=True)
-        tuned_server = CoEServer(logs / "coe.yaml", free_port(), logs / "coe-env.log", env=extra_env).start()
+    variant = " ".join([*args.coe_env, *(f"engine.{item}" for item in args.coe_engine)])
+    if variant:
+        print(f"CoE arm with {variant} ...", flush=True)
+        config = engine_variant(logs, engine_overrides) if engine_overrides else logs / "coe.yaml"
+        tuned_server = CoEServer(config, free_port(), logs / "coe-env.log", env=extra_env).start()
         try:
             tuned = asyncio.run(run_arm(tuned_server.url, "coe+env", EXPERT, args))
         finally:
@@ -305,7 +320,7 @@ def main() -> int:
     if vllm and coe:
         print(markdown(vllm, coe))
     if vllm and tuned:
-        print(f"\nwith {' '.join(args.coe_env)}:\n" + markdown(vllm, tuned))
+        print(f"\nwith {variant}:\n" + markdown(vllm, tuned))
     if vllm and replica:
         print("\nthrough the expert replica (server.direct_engines: false):\n" + markdown(vllm, replica))
     args.out.parent.mkdir(parents=True, exist_ok=True)
