@@ -23,10 +23,10 @@ def run_script(body: str, as_nobody: bool = False) -> subprocess.CompletedProces
         f"""
         import logging, os, subprocess, sys
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+        from coe.experts.priority import started_at_nice, thread_nice  # before setuid: the checkout may be private
         if {as_nobody!r}:
             os.setuid(65534)  # no CAP_SYS_NICE: lowering the nice value is refused
         os.setpriority(os.PRIO_PROCESS, 0, 15)
-        from coe.experts.priority import started_at_nice, thread_nice
         def child_nice():
             return int(subprocess.run(["nice"], capture_output=True, text=True, check=True).stdout)  # prints its own
         """
