@@ -45,7 +45,7 @@ from coe import paths
 from coe.api import server_timing
 from coe.serve.subprocess_server import CoEServer, free_port
 from endpoint_overhead import QUESTIONS  # bench/ is on sys.path when run as a script
-from vllm_side_by_side import EXPERT, VLLMServer, config_variant, env_items, proxy_config, replica_config, same_engine_setup
+from vllm_side_by_side import EXPERT, VLLMServer, config_variant, key_values, proxy_config, replica_config, same_engine_setup
 
 WARMUP = 3
 
@@ -137,7 +137,7 @@ def main() -> int:
                         help='also run CoE with the default router: model="coe" against the expert\'s name, last')
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "hop_profile.json")
     args = parser.parse_args()
-    extra_env = env_items(parser, args.coe_env)
+    extra_env = key_values(parser, args.coe_env)
     options, checkpoint, logs = same_engine_setup("coe-bench-hops-")
 
     def arm(server, models: tuple[str, ...] = (EXPERT,)) -> dict[int, dict[str, Timed]]:

@@ -1,0 +1,29 @@
+"""Every benchmark script under bench/ starts: its imports resolve and its command line parses.
+
+The benches run for minutes against real servers, so CI does not run them; a renamed helper in one
+bench (bench/hop_profile.py importing a function vllm_side_by_side.py no longer had) then only shows
+when somebody runs it. `--help` imports the script as a user's run would and stops before any work.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+SCRIPTS = sorted(p.name for p in BENCH.glob("*.py"))
+
+
+def test_bench_folder_has_scripts() -> None:
+    assert "vllm_side_by_side.py" in SCRIPTS and "hop_profile.py" in SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_script_help(script: str) -> None:
+    done = subprocess.run([sys.executable, str(BENCH / script), "--help"], capture_output=True, text=True,
+                          cwd=BENCH.parent, timeout=120)
+    assert done.returncode == 0, f"bench/{script} --help exited {done.returncode}:\n{done.stderr[-2000:]}"
+    assert "usage:" in done.stdout
