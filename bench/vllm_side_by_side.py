@@ -5,19 +5,22 @@ prepared SmolLM2 checkpoint. The CoE arm is `coe serve` with that checkpoint as 
 get the same engine settings (eager, bf16, the expert's max_model_len and max_num_seqs, one pinned
 core through VLLM_CPU_OMP_THREADS_BIND, the same KV-cache size), the same HTTP client and the same
 requests (greedy, `ignore_eos` so every answer is exactly max_tokens long: the same work on both
-sides). The arms run one after the other, never together, so they do not share the cores.
-`--rounds 2` runs them vLLM, CoE, CoE, vLLM (each server booted afresh) and reports each arm's mean
-over its rounds: on a machine whose speed drifts during a run, a drift that is linear in time then
-hits both arms alike.
+sides).
 
-Cells: max_tokens {1, 32} x concurrent clients {1, 8, 16} x {non-streaming, streaming}. Per cell,
-``--requests`` requests after a warm-up; p50/p99 of the request latency (time to first token too when
-streaming) and the throughput of the whole cell. The ratios (CoE / vLLM) are what to read: absolute
-numbers on a shared 2-core machine move between runs. `--coe-env KEY=VALUE` and `--coe-engine
-KEY=VALUE` (an engine option, e.g. `nice=null`) add a third arm, CoE with that change, run last: an
-A/B of one setting against vLLM and plain CoE in the same run.
+Cells: max_tokens {1, 32} x concurrent clients {1, 8, 16} x {non-streaming, streaming}. Each cell runs
+as `--blocks` rounds (default 4): both servers are up, and in each round each arm runs one block of
+the same requests while the other server is paused whole (SIGSTOP of its process tree, so it costs
+nothing; bench/paused_servers.py), the order of the arms rotating by round. This 2-core machine's speed
+drifts by 20-30% over minutes, and an arm measured minutes after the other carried that drift in its
+ratio; interleaved blocks share it, and each pair of neighbouring blocks gives one ratio, so the
+table's 95% interval says how far the ratio moved within the run. Per cell: p50/p99 of the request
+latency over all blocks (time to first token too when streaming) and the throughput over the blocks'
+summed time. `--blocks 0` runs the older design, arm after arm (`--rounds 2`: vLLM, CoE, CoE, vLLM).
+`--coe-env KEY=VALUE` and `--coe-engine KEY=VALUE` (an engine option, e.g. `nice=null`) add an arm, CoE
+with that change; `--replica-arm` one with every request through the expert replica: an A/B of one
+setting against vLLM and plain CoE in the same run.
 
-    make bench-vllm            # or: python bench/vllm_side_by_side.py --requests 48
+    make bench-vllm            # or: python bench/vllm_side_by_side.py --clients 1 8
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import statistics
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +49,8 @@ from coe.config import load_config
 from coe.experts.vllm_backend import engine_env
 from coe.models.resolve import resolve_checkpoint
 from coe.serve.subprocess_server import CoEServer, free_port
-from endpoint_overhead import QUESTIONS, percentile  # bench/ is on sys.path when run as a script
+import paused_servers  # bench/ is on sys.path when run as a script
+from endpoint_overhead import QUESTIONS, percentile
 
 EXPERT = "smollm2-135m-instruct"
 BOOT_TIMEOUT_S = 600
@@ -62,6 +68,7 @@ class Cell:
     ttft_p50_ms: float | None
     throughput_rps: float
     completion_tokens: int
+    block_rps: tuple[float, ...] = ()  # with --blocks: each block's throughput, in block order
 
 
 class VLLMServer:
@@ -187,9 +194,19 @@ async def one_request(client: httpx.AsyncClient, model: str, question: str, max_
     return time.perf_counter() - started, first, tokens
 
 
-async def cell(client: httpx.AsyncClient, arm: str, model: str, max_tokens: int, clients: int, stream: bool,
-               requests: int) -> Cell:
-    for q in QUESTIONS[:2]:  # warm-up, not recorded
+@dataclass(frozen=True)
+class Block:
+    """The raw timings of one run of a cell's requests."""
+    latencies_ms: list[float]
+    firsts_ms: list[float]
+    tokens: int
+    elapsed_s: float
+
+
+async def timed_block(client: httpx.AsyncClient, model: str, max_tokens: int, clients: int, stream: bool,
+                      requests: int) -> Block:
+    """`requests` requests from `clients` concurrent clients, after two untimed warm-up requests."""
+    for q in QUESTIONS[:2]:
         await one_request(client, model, q, max_tokens, stream)
     queue = list(range(requests))
     latencies: list[float] = []
@@ -208,10 +225,23 @@ async def cell(client: httpx.AsyncClient, arm: str, model: str, max_tokens: int,
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    elapsed = time.perf_counter() - started
-    return Cell(arm, max_tokens, clients, stream, requests, round(statistics.median(latencies), 1),
+    return Block(latencies, firsts, tokens, time.perf_counter() - started)
+
+
+def summarize(arm: str, max_tokens: int, clients: int, stream: bool, blocks: list[Block]) -> Cell:
+    """One cell from its blocks: percentiles over every request, throughput over the blocks' summed
+    time, and each block's own throughput (paired with the other arm's block run beside it)."""
+    latencies = [ms for b in blocks for ms in b.latencies_ms]
+    firsts = [ms for b in blocks for ms in b.firsts_ms]
+    return Cell(arm, max_tokens, clients, stream, len(latencies), round(statistics.median(latencies), 1),
                 round(percentile(latencies, 0.99), 1), round(statistics.median(firsts), 1) if firsts else None,
-                round(requests / elapsed, 2), tokens)
+                round(len(latencies) / sum(b.elapsed_s for b in blocks), 2), sum(b.tokens for b in blocks),
+                tuple(round(len(b.latencies_ms) / b.elapsed_s, 3) for b in blocks))
+
+
+async def cell(client: httpx.AsyncClient, arm: str, model: str, max_tokens: int, clients: int, stream: bool,
+               requests: int) -> Cell:
+    return summarize(arm, max_tokens, clients, stream, [await timed_block(client, model, max_tokens, clients, stream, requests)])
 
 
 async def run_arm(url: str, arm: str, model: str, args: argparse.Namespace) -> list[Cell]:
@@ -226,6 +256,57 @@ async def run_arm(url: str, arm: str, model: str, args: argparse.Namespace) -> l
                     print(f"  {arm}: max_tokens {max_tokens}, {clients} clients, {'stream' if stream else 'whole'}: "
                           f"p50 {c.p50_ms:.1f} ms, {c.throughput_rps:.2f} req/s", flush=True)
         return cells
+
+
+def block_requests(args: argparse.Namespace, max_tokens: int, clients: int) -> int:
+    """Requests per block: at least four rounds of the clients, and 4x as many in one-token cells (each
+    request is 20-30x shorter there), so no block lasts much under a second."""
+    return max(args.requests, 4 * clients) * (4 if max_tokens == 1 else 1)
+
+
+async def run_interleaved(servers: dict[str, Any], model: str, args: argparse.Namespace) -> dict[str, list[Cell]]:
+    """Every cell as `args.blocks` rounds; in each round every arm runs one block of the same requests
+    while the other servers are paused (bench/paused_servers.py), the arms' order rotating by round.
+    So a drift of the machine's speed hits every arm alike, and each block of an arm has a block of
+    the other arms beside it in time: the ratio's interval comes from those pairs."""
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    clients_by_arm = {arm: httpx.AsyncClient(base_url=f"{s.url}/v1", timeout=300, limits=limits) for arm, s in servers.items()}
+    arms = list(servers)
+    cells: dict[str, list[Cell]] = {arm: [] for arm in arms}
+    try:
+        for max_tokens in args.max_tokens:
+            for clients in args.clients:
+                for stream in (False, True):
+                    requests = block_requests(args, max_tokens, clients)
+                    blocks: dict[str, list[Block]] = {arm: [] for arm in arms}
+                    for round_ in range(args.blocks):
+                        for arm in arms[round_ % len(arms):] + arms[:round_ % len(arms)]:
+                            with paused_servers.running(servers[arm].proc.pid):
+                                blocks[arm].append(await timed_block(clients_by_arm[arm], model, max_tokens, clients,
+                                                                     stream, requests))
+                    for arm in arms:
+                        cells[arm].append(summarize(arm, max_tokens, clients, stream, blocks[arm]))
+                    line = ", ".join(f"{arm} p50 {cells[arm][-1].p50_ms:.1f} ms {cells[arm][-1].throughput_rps:.2f} req/s" for arm in arms)
+                    print(f"  max_tokens {max_tokens}, {clients} clients, {'stream' if stream else 'whole'}, "
+                          f"{args.blocks} x {requests} requests: {line}", flush=True)
+    finally:
+        for client in clients_by_arm.values():
+            await client.aclose()
+    return cells
+
+
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+
+
+def block_ratio_interval(vllm: Cell, coe: Cell) -> tuple[float, float] | None:
+    """95% interval of CoE's throughput over vLLM's, from the paired blocks' ratios (a t-interval of
+    their logarithms: the ratios multiply); None with fewer than two blocks."""
+    pairs = list(zip(coe.block_rps, vllm.block_rps))
+    if len(pairs) < 2:
+        return None
+    logs = [math.log(c / v) for c, v in pairs]
+    half = T95.get(len(logs) - 1, 2.0) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(statistics.mean(logs) - half), math.exp(statistics.mean(logs) + half)
 
 
 def mean_cells(runs: list[list[Cell]]) -> list[Cell]:
@@ -245,88 +326,127 @@ def mean_cells(runs: list[list[Cell]]) -> list[Cell]:
 
 def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
     lines = ["| max_tokens | clients | stream | vLLM p50 ms | CoE p50 ms | +ms | vLLM TTFT p50 | CoE TTFT p50 "
-             "| vLLM req/s | CoE req/s | CoE / vLLM |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| vLLM req/s | CoE req/s | CoE / vLLM | 95% interval (paired blocks) |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for v, c in zip(vllm, coe):
+        bounds = block_ratio_interval(v, c)
+        interval = f"{bounds[0]:.2f}-{bounds[1]:.2f}x" if bounds else "-"
         ttft = (f"{v.ttft_p50_ms:.1f} | {c.ttft_p50_ms:.1f}" if v.ttft_p50_ms is not None and c.ttft_p50_ms is not None
                 else "- | -")
         lines.append(f"| {v.max_tokens} | {v.clients} | {'yes' if v.stream else 'no'} | {v.p50_ms:.1f} | {c.p50_ms:.1f} "
                      f"| {c.p50_ms - v.p50_ms:+.1f} | {ttft} | {v.throughput_rps:.2f} | {c.throughput_rps:.2f} "
-                     f"| {c.throughput_rps / v.throughput_rps:.2f}x |")
+                     f"| {c.throughput_rps / v.throughput_rps:.2f}x | {interval} |")
     return "\n".join(lines)
+
+
+ARM_TITLES = {"coe+replica": "through the expert replica (server.direct_engines: false)"}
+
+
+def arm_factories(args: argparse.Namespace, options: Any, checkpoint: Path, logs: Path, extra_env: dict[str, str],
+                  engine_overrides: dict[str, str]) -> dict[str, Callable[[str], Any]]:
+    """Each arm's server, not yet started, by arm name (`tag` names its log): vLLM's, plain CoE's and
+    the A/B arms the flags ask for."""
+    factories: dict[str, Callable[[str], Any]] = {}
+    if "vllm" in args.arms:
+        factories["vllm"] = lambda tag: VLLMServer(checkpoint, EXPERT, options, free_port(), logs / f"vllm{tag}.log")
+    if "coe" in args.arms:
+        factories["coe"] = lambda tag: CoEServer(logs / "coe.yaml", free_port(), logs / f"coe{tag}.log")
+    if args.coe_env or args.coe_engine:
+        config = engine_variant(logs, engine_overrides) if engine_overrides else logs / "coe.yaml"
+        factories["coe+env"] = lambda tag: CoEServer(config, free_port(), logs / f"coe-env{tag}.log", env=extra_env)
+    if args.replica_arm:
+        factories["coe+replica"] = lambda tag: CoEServer(replica_config(logs), free_port(), logs / f"coe-replica{tag}.log")
+    return factories
+
+
+def interleaved(factories: dict[str, Callable[[str], Any]], args: argparse.Namespace) -> dict[str, list[Cell]]:
+    """Boot every arm's server (each paused once healthy, so the next boots alone), then run the cells
+    in blocks (run_interleaved). Every server is resumed before it is stopped: a paused process would
+    hold its SIGTERM until then."""
+    servers: dict[str, Any] = {}
+    try:
+        for arm, make in factories.items():
+            print(f"booting the {arm} arm ...", flush=True)
+            servers[arm] = make("").start()
+            paused_servers.pause(servers[arm].proc.pid)
+        return asyncio.run(run_interleaved(servers, EXPERT, args))
+    finally:
+        for server in servers.values():
+            if server.proc is not None and server.proc.poll() is None:
+                paused_servers.resume(server.proc.pid)
+            server.stop()
+
+
+def arm_after_arm(factories: dict[str, Callable[[str], Any]], args: argparse.Namespace) -> tuple[dict[str, list[Cell]], dict]:
+    """The older design (`--blocks 0`): each arm runs all its cells, then the next arm boots; with
+    `--rounds 2` vLLM and CoE run as vLLM, CoE, CoE, vLLM and each cell is averaged over an arm's two
+    runs. The A/B arms run once, last."""
+    runs: dict[str, list[list[Cell]]] = {arm: [] for arm in factories}
+    pair = [a for a in ("vllm", "coe") if a in factories]
+    order = [arm for r in range(args.rounds) for arm in (pair if r % 2 == 0 else pair[::-1])]
+    order += [a for a in factories if a not in pair]
+    for n, arm in enumerate(order):
+        print(f"{arm} arm ...", flush=True)
+        server = factories[arm](f"-{n}").start()
+        try:
+            runs[arm].append(asyncio.run(run_arm(server.url, arm, EXPERT, args)))
+        finally:
+            server.stop()
+    return {arm: mean_cells(r) for arm, r in runs.items()}, runs
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=48, help="requests per cell (after 2 warm-up requests)")
+    parser.add_argument("--blocks", type=int, default=4,
+                        help="rounds per cell, the arms interleaved with the idle ones paused (0: arm after arm, the older design)")
+    parser.add_argument("--requests", type=int, default=16,
+                        help="requests per block and arm (at least 4 per client; one-token cells 4x); "
+                             "with --blocks 0, per cell (after 2 warm-up requests)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--max-tokens", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--arms", nargs="+", choices=("vllm", "coe"), default=["vllm", "coe"],
                         help="one arm alone (an A/B of CoE settings); the ratios need both")
     parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="also run a third arm: CoE with these environment variables (e.g. Ray Serve knobs)")
+                        help="also run an arm: CoE with these environment variables (e.g. Ray Serve knobs)")
     parser.add_argument("--coe-engine", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="also run a third arm: CoE with these engine options (e.g. nice=15); with --coe-env, both")
+                        help="also run an arm: CoE with these engine options (e.g. nice=15); with --coe-env, both")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
-                        help="2: vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs (drift cancels)")
+                        help="with --blocks 0: 2 runs vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs")
     parser.add_argument("--replica-arm", action="store_true",
                         help="also run CoE with server.direct_engines: false (every request through the expert replica)")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
     extra_env = key_values(parser, args.coe_env)
     engine_overrides = key_values(parser, args.coe_engine, "--coe-engine")
+    if args.blocks < 0 or (args.blocks and args.rounds != 1):
+        parser.error("--blocks takes a count >= 0, and --rounds only goes with --blocks 0")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
+    print(f"server logs in {logs}", flush=True)
+    factories = arm_factories(args, options, checkpoint, logs, extra_env, engine_overrides)
+    if args.blocks:
+        cells, runs = interleaved(factories, args), {}
+    else:
+        cells, runs = arm_after_arm(factories, args)
 
-    runs: dict[str, list[list[Cell]]] = {"vllm": [], "coe": []}
-    order = [arm for r in range(args.rounds) for arm in (("vllm", "coe") if r % 2 == 0 else ("coe", "vllm"))]
-    for n, name in enumerate(a for a in order if a in args.arms):
-        if name == "vllm":
-            print(f"vLLM arm: vllm.entrypoints.openai.api_server for {checkpoint} (logs in {logs}) ...", flush=True)
-            server: Any = VLLMServer(checkpoint, EXPERT, options, free_port(), logs / f"vllm-{n}.log").start()
-        else:
-            print(f"CoE arm: coe serve with that checkpoint as its one expert (logs in {logs}) ...", flush=True)
-            server = CoEServer(logs / "coe.yaml", free_port(), logs / f"coe-{n}.log").start()
-        try:
-            runs[name].append(asyncio.run(run_arm(server.url, name, EXPERT, args)))
-        finally:
-            server.stop()
-    vllm, coe = mean_cells(runs["vllm"]), mean_cells(runs["coe"])
-    tuned: list[Cell] = []
-    variant = " ".join([*args.coe_env, *(f"engine.{item}" for item in args.coe_engine)])
-    if variant:
-        print(f"CoE arm with {variant} ...", flush=True)
-        config = engine_variant(logs, engine_overrides) if engine_overrides else logs / "coe.yaml"
-        tuned_server = CoEServer(config, free_port(), logs / "coe-env.log", env=extra_env).start()
-        try:
-            tuned = asyncio.run(run_arm(tuned_server.url, "coe+env", EXPERT, args))
-        finally:
-            tuned_server.stop()
-
-    replica: list[Cell] = []
-    if args.replica_arm:
-        print("CoE arm through the expert replica (server.direct_engines: false) ...", flush=True)
-        replica_server = CoEServer(replica_config(logs), free_port(), logs / "coe-replica.log").start()
-        try:
-            replica = asyncio.run(run_arm(replica_server.url, "coe+replica", EXPERT, args))
-        finally:
-            replica_server.stop()
-
-    for v, c in [*zip(vllm, coe), *zip(vllm, tuned), *zip(vllm, replica)]:  # the same work on both sides, or the ratio means nothing
-        if v.completion_tokens != c.completion_tokens:
-            print(f"WARNING: max_tokens {v.max_tokens}, {v.clients} clients: vLLM generated {v.completion_tokens} "
-                  f"tokens, CoE {c.completion_tokens}")
+    vllm = cells.get("vllm", [])
+    others = {arm: c for arm, c in cells.items() if arm != "vllm"}
+    for arm, arm_cells in others.items():  # the same work on both sides, or the ratio means nothing
+        for v, c in zip(vllm, arm_cells):
+            if v.completion_tokens != c.completion_tokens:
+                print(f"WARNING: max_tokens {v.max_tokens}, {v.clients} clients: vLLM generated {v.completion_tokens} "
+                      f"tokens, {arm} {c.completion_tokens}")
     print()
-    if vllm and coe:
-        print(markdown(vllm, coe))
-    if vllm and tuned:
-        print(f"\nwith {variant}:\n" + markdown(vllm, tuned))
-    if vllm and replica:
-        print("\nthrough the expert replica (server.direct_engines: false):\n" + markdown(vllm, replica))
+    variant = " ".join([*args.coe_env, *(f"engine.{item}" for item in args.coe_engine)])
+    for arm, arm_cells in others.items():
+        if vllm and arm_cells:
+            title = "" if arm == "coe" else f"\n{ARM_TITLES.get(arm, f'with {variant}')}:\n"
+            print(title + markdown(vllm, arm_cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in coe],
+    args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in cells.get("coe", [])],
                                     "rounds": {arm: [[asdict(c) for c in run] for run in r] for arm, r in runs.items()},
-                                    "coe_env": [asdict(c) for c in tuned], "coe_replica": [asdict(c) for c in replica],
+                                    "coe_env": [asdict(c) for c in cells.get("coe+env", [])],
+                                    "coe_replica": [asdict(c) for c in cells.get("coe+replica", [])],
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
                                    indent=2) + "\n")
     print(f"\nwritten to {args.out}")
