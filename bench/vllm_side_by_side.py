@@ -16,8 +16,8 @@ ratio; interleaved blocks share it, and each pair of neighbouring blocks gives o
 table's 95% interval says how far the ratio moved within the run. Per cell: p50/p99 of the request
 latency over all blocks (time to first token too when streaming) and the throughput over the blocks'
 summed time. `--blocks 0` runs the older design, arm after arm (`--rounds 2`: vLLM, CoE, CoE, vLLM).
-`--coe-env KEY=VALUE` and `--coe-engine KEY=VALUE` (an engine option, e.g. `nice=null`) add an arm, CoE
-with that change; `--replica-arm` one with every request through the expert replica: an A/B of one
+`--coe-env KEY=VALUE`, `--coe-engine KEY=VALUE` (an engine option, e.g. `nice=null`) and `--coe-server
+KEY=VALUE` (a `server` setting) add an arm, CoE with those changes; `--replica-arm` one with every request through the expert replica: an A/B of one
 setting against vLLM and plain CoE in the same run.
 
     make bench-vllm            # or: python bench/vllm_side_by_side.py --clients 1 8
@@ -126,12 +126,15 @@ def key_values(parser: argparse.ArgumentParser, items: list[str], flag: str = "-
         parser.error(f"{flag} takes KEY=VALUE items, got {items}")
 
 
-def engine_variant(logs: Path, overrides: dict[str, str]) -> Path:
-    """The bench coe.yaml with its expert's engine options changed (values read as YAML: `nice=15`,
-    `nice=null`), written beside it: an arm that differs from plain CoE in exactly those options."""
-    expert = yaml.safe_load((logs / "coe.yaml").read_text())["experts"][0]
-    expert["engine"].update({k: yaml.safe_load(v) for k, v in overrides.items()})
-    return config_variant(logs, "coe-engine-variant.yaml", experts=[expert])
+def settings_variant(logs: Path, engine: dict[str, str], server: dict[str, str]) -> Path:
+    """The bench coe.yaml with its expert's engine options and `server` settings changed (values read as
+    YAML: `nice=null`, `console_access_log=true`), written beside it: an arm that differs from plain CoE
+    in exactly those settings."""
+    config = yaml.safe_load((logs / "coe.yaml").read_text())
+    expert = config["experts"][0]
+    expert["engine"].update({k: yaml.safe_load(v) for k, v in engine.items()})
+    return config_variant(logs, "coe-variant.yaml", experts=[expert],
+                          server={**config.get("server", {}), **{k: yaml.safe_load(v) for k, v in server.items()}})
 
 
 def same_engine_setup(prefix: str) -> tuple[Any, Path, Path]:
@@ -343,7 +346,7 @@ ARM_TITLES = {"coe+replica": "through the expert replica (server.direct_engines:
 
 
 def arm_factories(args: argparse.Namespace, options: Any, checkpoint: Path, logs: Path, extra_env: dict[str, str],
-                  engine_overrides: dict[str, str]) -> dict[str, Callable[[str], Any]]:
+                  engine_overrides: dict[str, str], server_overrides: dict[str, str]) -> dict[str, Callable[[str], Any]]:
     """Each arm's server, not yet started, by arm name (`tag` names its log): vLLM's, plain CoE's and
     the A/B arms the flags ask for."""
     factories: dict[str, Callable[[str], Any]] = {}
@@ -351,8 +354,8 @@ def arm_factories(args: argparse.Namespace, options: Any, checkpoint: Path, logs
         factories["vllm"] = lambda tag: VLLMServer(checkpoint, EXPERT, options, free_port(), logs / f"vllm{tag}.log")
     if "coe" in args.arms:
         factories["coe"] = lambda tag: CoEServer(logs / "coe.yaml", free_port(), logs / f"coe{tag}.log")
-    if args.coe_env or args.coe_engine:
-        config = engine_variant(logs, engine_overrides) if engine_overrides else logs / "coe.yaml"
+    if args.coe_env or args.coe_engine or args.coe_server:
+        config = settings_variant(logs, engine_overrides, server_overrides)
         factories["coe+env"] = lambda tag: CoEServer(config, free_port(), logs / f"coe-env{tag}.log", env=extra_env)
     if args.replica_arm:
         factories["coe+replica"] = lambda tag: CoEServer(replica_config(logs), free_port(), logs / f"coe-replica{tag}.log")
@@ -410,6 +413,8 @@ def main() -> int:
                         help="also run an arm: CoE with these environment variables (e.g. Ray Serve knobs)")
     parser.add_argument("--coe-engine", nargs="+", default=[], metavar="KEY=VALUE",
                         help="also run an arm: CoE with these engine options (e.g. nice=15); with --coe-env, both")
+    parser.add_argument("--coe-server", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="that arm also with these `server` settings (e.g. console_access_log=true)")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
                         help="with --blocks 0: 2 runs vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs")
     parser.add_argument("--replica-arm", action="store_true",
@@ -418,12 +423,13 @@ def main() -> int:
     args = parser.parse_args()
     extra_env = key_values(parser, args.coe_env)
     engine_overrides = key_values(parser, args.coe_engine, "--coe-engine")
+    server_overrides = key_values(parser, args.coe_server, "--coe-server")
     if args.blocks < 0 or (args.blocks and args.rounds != 1):
         parser.error("--blocks takes a count >= 0, and --rounds only goes with --blocks 0")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
     print(f"server logs in {logs}", flush=True)
-    factories = arm_factories(args, options, checkpoint, logs, extra_env, engine_overrides)
+    factories = arm_factories(args, options, checkpoint, logs, extra_env, engine_overrides, server_overrides)
     if args.blocks:
         cells, runs = interleaved(factories, args), {}
     else:
@@ -437,7 +443,8 @@ def main() -> int:
                 print(f"WARNING: max_tokens {v.max_tokens}, {v.clients} clients: vLLM generated {v.completion_tokens} "
                       f"tokens, {arm} {c.completion_tokens}")
     print()
-    variant = " ".join([*args.coe_env, *(f"engine.{item}" for item in args.coe_engine)])
+    variant = " ".join([*args.coe_env, *(f"engine.{item}" for item in args.coe_engine),
+                        *(f"server.{item}" for item in args.coe_server)])
     for arm, arm_cells in others.items():
         if vllm and arm_cells:
             title = "" if arm == "coe" else f"\n{ARM_TITLES.get(arm, f'with {variant}')}:\n"
