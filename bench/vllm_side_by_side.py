@@ -128,7 +128,7 @@ def key_values(parser: argparse.ArgumentParser, items: list[str], flag: str = "-
 
 def settings_variant(logs: Path, engine: dict[str, str], server: dict[str, str]) -> Path:
     """The bench coe.yaml with its expert's engine options and `server` settings changed (values read as
-    YAML: `nice=null`, `console_access_log=true`), written beside it: an arm that differs from plain CoE
+    YAML: `nice=null`, `direct_engines=false`), written beside it: an arm that differs from plain CoE
     in exactly those settings."""
     config = yaml.safe_load((logs / "coe.yaml").read_text())
     expert = config["experts"][0]
@@ -414,7 +414,7 @@ def main() -> int:
     parser.add_argument("--coe-engine", nargs="+", default=[], metavar="KEY=VALUE",
                         help="also run an arm: CoE with these engine options (e.g. nice=15); with --coe-env, both")
     parser.add_argument("--coe-server", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="that arm also with these `server` settings (e.g. console_access_log=true)")
+                        help="that arm also with these `server` settings (e.g. direct_engines=false)")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
                         help="with --blocks 0: 2 runs vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs")
     parser.add_argument("--replica-arm", action="store_true",

@@ -44,11 +44,6 @@ class ServerConfig(StrictModel):
         True, description="`coe serve` with one ingress replica: the replica serves the port itself (Ray Serve's "
         "direct ingress), one process hop less than through Serve's HTTP proxy (coe/serve/direct_ingress.py).",
     )
-    console_access_log: bool = Field(
-        False, description="Print Ray Serve's line per request in `coe serve`'s console too. Off, the lines stay in "
-        "the ingress replica's log file (Ray's session folder, logs/serve/): through the console each line crosses "
-        "four processes, CPU a 2-core machine's engine needs (coe/serve/access_log.py).",
-    )
     direct_engines: bool = Field(
         True, description="An ingress replica runs its own vLLM frontend on each dedicated engine of its node (one "
         "replica, no autoscaling), one process hop less than through the expert replica; the replica keeps owning "

@@ -17,7 +17,6 @@ from coe.config import CoEConfig
 from coe.experts.base import ExpertBackend, ExpertInfo
 from coe.experts.litellm_backend import LiteLLMBackend
 from coe.failover.caller import FailoverCaller
-from coe.serve.access_log import keep_access_lines_off_console
 from coe.serve.app_builder import linkable
 from coe.serve.handle_client import ServeHandleClient
 from coe.serve.linked_engine import LinkedEngine, LinkedExpertClient
@@ -33,8 +32,6 @@ class Ingress:
     def __init__(
         self, config: CoEConfig, infos: list[ExpertInfo], handles: dict[str, Any], pools: dict[str, dict[str, Any]] | None = None
     ) -> None:
-        if not config.server.console_access_log:
-            keep_access_lines_off_console()
         self.shared = SharedState.for_config(config)  # store (Redis or in-process), rate limits, keys, stats
         if self.shared.keys is None and not is_loopback(config.cluster.http_host) and not config.server.allow_unauthenticated:
             log.warning("the cluster's HTTP proxy binds %s and no API key is configured: anyone who reaches it can use "
