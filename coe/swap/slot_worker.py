@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from coe.checksums import IMAGE_ALGORITHM
-from coe.swap.background_hash import BackgroundHasher
+from coe.checksums import IMAGE_ALGORITHM, new_hasher
 from coe.swap.image import HASH_CHUNK, read_header, stat_identity
 from coe.swap.mapped_image import MappedImage
 
@@ -116,10 +114,9 @@ class SlotWorkerExtension:
             return {"bytes": maps[path].nbytes, "seconds": time.perf_counter() - started, "checksum": None,
                     "identity": None, "mapping_reused": reused}
         data_start, entries = read_header(Path(path))
+        digest = new_hasher(algorithm) if mode == "hash" else None
         before = stat_identity(path)
-        # "hash": each tensor is hashed on another core while the next one is read (background_hash.py)
-        with BackgroundHasher(algorithm) if mode == "hash" else nullcontext() as digest, \
-                open(path, "rb", buffering=0) as f:
+        with open(path, "rb", buffering=0) as f:
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             header = f.read(data_start)
@@ -130,11 +127,10 @@ class SlotWorkerExtension:
                 _read_exactly(f, view)
                 if digest is not None:
                     digest.update(view)
-            checksum = f"{algorithm}:{digest.hexdigest()}" if digest is not None else None
         self._coe_after_copy()
         return {"bytes": sum(e.end - e.start for e in entries), "seconds": time.perf_counter() - started,
-                "checksum": checksum, "identity": before if before == stat_identity(path) else None,
-                "mapping_reused": False}
+                "checksum": f"{algorithm}:{digest.hexdigest()}" if digest is not None else None,
+                "identity": before if before == stat_identity(path) else None, "mapping_reused": False}
 
     def _coe_maps(self) -> dict[str, MappedImage]:
         return self.__dict__.setdefault("_coe_mapped_images", {})
