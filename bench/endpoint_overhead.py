@@ -2,8 +2,9 @@
 
 Two arms, same expert (SmolLM2-135M-Instruct, eager bf16, one core), same prompts, same settings:
   direct   - `VLLMBackend` in this process: tokenization + vLLM AsyncLLM, no HTTP, no Ray.
-  endpoint - `coe serve` over HTTP (openai-style JSON), FastAPI ingress -> Ray Serve handle -> the
-             same backend class inside an Expert replica.
+  endpoint - `coe serve` over HTTP (openai-style JSON): the FastAPI ingress replica serves the port
+             itself (direct ingress) and runs the same backend class on the engine the expert's
+             replica started (server.direct_engines), as `coe serve` does by default.
 Each arm runs a sequential pass (latency) and a concurrent pass (throughput) for two workloads:
 max_tokens=1 (almost pure overhead) and max_tokens=32 (a short answer). The ratios are what to read:
 absolute numbers on a shared 2-core machine are noisy.
