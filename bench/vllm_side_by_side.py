@@ -8,17 +8,18 @@ requests (greedy, `ignore_eos` so every answer is exactly max_tokens long: the s
 sides).
 
 Cells: max_tokens {1, 32} x concurrent clients {1, 8, 16} x {non-streaming, streaming}. Each cell runs
-as `--blocks` rounds (default 4): both servers are up, and in each round each arm runs one block of
-the same requests while the other server is paused whole (SIGSTOP of its process tree, so it costs
-nothing; bench/paused_servers.py), the order of the arms rotating by round. This 2-core machine's speed
-drifts by 20-30% over minutes, and an arm measured minutes after the other carried that drift in its
-ratio; interleaved blocks share it, and each pair of neighbouring blocks gives one ratio, so the
-table's 95% interval says how far the ratio moved within the run. Per cell: p50/p99 of the request
-latency over all blocks (time to first token too when streaming) and the throughput over the blocks'
-summed time. `--blocks 0` runs the older design, arm after arm (`--rounds 2`: vLLM, CoE, CoE, vLLM).
-`--coe-env KEY=VALUE`, `--coe-engine KEY=VALUE` (an engine option, e.g. `nice=null`) and `--coe-server
-KEY=VALUE` (a `server` setting) add an arm, CoE with those changes; `--replica-arm` one with every request through the expert replica: an A/B of one
-setting against vLLM and plain CoE in the same run.
+as `--blocks` rounds (default: twice the arms, 4 for vLLM and CoE). All servers are up; in each round
+each arm runs one block of the same requests while the others are paused whole (SIGSTOP of every
+process under them, so they cost nothing: bench/paused_servers.py), the arms' order rotating by round.
+This 2-core machine's speed drifts by 20-30% over minutes, and an arm measured minutes after the other
+carried that drift in its ratio; interleaved blocks share it, and the blocks of one round give one
+ratio, so the table's 95% interval says how far the ratio moved within the run. Per cell: p50/p99 of
+the request latency over all blocks (time to first token too when streaming) and the throughput over
+the blocks' summed time. `--blocks 0` runs the older design, arm after arm (`--rounds 2`: vLLM, CoE,
+CoE, vLLM; the older runs used `--requests 48` per cell). `--coe-env KEY=VALUE`, `--coe-engine
+KEY=VALUE` (an engine option, e.g. `nice=null`) and `--coe-server KEY=VALUE` (a `server` setting) add
+an arm, CoE with those changes; `--replica-arm` one with every request through the expert replica: an
+A/B of one setting against vLLM and plain CoE in the same run.
 
     make bench-vllm            # or: python bench/vllm_side_by_side.py --clients 1 8
 """
@@ -49,8 +50,8 @@ from coe.config import load_config
 from coe.experts.vllm_backend import engine_env
 from coe.models.resolve import resolve_checkpoint
 from coe.serve.subprocess_server import CoEServer, free_port
-import paused_servers  # bench/ is on sys.path when run as a script
-from endpoint_overhead import QUESTIONS, percentile
+from endpoint_overhead import QUESTIONS, percentile  # bench/ is on sys.path when run as a script
+from paused_servers import PausableServer
 
 EXPERT = "smollm2-135m-instruct"
 BOOT_TIMEOUT_S = 600
@@ -238,8 +239,8 @@ def summarize(arm: str, max_tokens: int, clients: int, stream: bool, blocks: lis
     firsts = [ms for b in blocks for ms in b.firsts_ms]
     return Cell(arm, max_tokens, clients, stream, len(latencies), round(statistics.median(latencies), 1),
                 round(percentile(latencies, 0.99), 1), round(statistics.median(firsts), 1) if firsts else None,
-                round(len(latencies) / sum(b.elapsed_s for b in blocks), 2), sum(b.tokens for b in blocks),
-                tuple(round(len(b.latencies_ms) / b.elapsed_s, 3) for b in blocks))
+                round(len(latencies) / sum(b.elapsed_s for b in blocks), 4), sum(b.tokens for b in blocks),
+                tuple(round(len(b.latencies_ms) / b.elapsed_s, 4) for b in blocks))
 
 
 async def cell(client: httpx.AsyncClient, arm: str, model: str, max_tokens: int, clients: int, stream: bool,
@@ -267,11 +268,13 @@ def block_requests(args: argparse.Namespace, max_tokens: int, clients: int) -> i
     return max(args.requests, 4 * clients) * (4 if max_tokens == 1 else 1)
 
 
-async def run_interleaved(servers: dict[str, Any], model: str, args: argparse.Namespace) -> dict[str, list[Cell]]:
+async def run_interleaved(servers: dict[str, Any], pausable: dict[str, PausableServer], model: str,
+                          args: argparse.Namespace) -> dict[str, list[Cell]]:
     """Every cell as `args.blocks` rounds; in each round every arm runs one block of the same requests
-    while the other servers are paused (bench/paused_servers.py), the arms' order rotating by round.
-    So a drift of the machine's speed hits every arm alike, and each block of an arm has a block of
-    the other arms beside it in time: the ratio's interval comes from those pairs."""
+    while the other servers are paused (bench/paused_servers.py), the arms' order rotating by round
+    (with two arms: vLLM CoE, CoE vLLM, ...). So a drift of the machine's speed hits every arm alike,
+    and each arm's block has the other arms' blocks of the same round beside it in time: the ratio's
+    interval comes from those pairs."""
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     clients_by_arm = {arm: httpx.AsyncClient(base_url=f"{s.url}/v1", timeout=300, limits=limits) for arm, s in servers.items()}
     arms = list(servers)
@@ -284,7 +287,7 @@ async def run_interleaved(servers: dict[str, Any], model: str, args: argparse.Na
                     blocks: dict[str, list[Block]] = {arm: [] for arm in arms}
                     for round_ in range(args.blocks):
                         for arm in arms[round_ % len(arms):] + arms[:round_ % len(arms)]:
-                            with paused_servers.running(servers[arm].proc.pid):
+                            with pausable[arm].running():
                                 blocks[arm].append(await timed_block(clients_by_arm[arm], model, max_tokens, clients,
                                                                      stream, requests))
                     for arm in arms:
@@ -298,18 +301,21 @@ async def run_interleaved(servers: dict[str, Any], model: str, args: argparse.Na
     return cells
 
 
-T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
+# Two-sided 95% quantiles of Student's t by degrees of freedom; 1.96 beyond 30.
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20,
+       12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09, 20: 2.09, 21: 2.08,
+       22: 2.07, 23: 2.07, 24: 2.06, 25: 2.06, 26: 2.06, 27: 2.05, 28: 2.05, 29: 2.05, 30: 2.04}
 
 
-def block_ratio_interval(vllm: Cell, coe: Cell) -> tuple[float, float] | None:
-    """95% interval of CoE's throughput over vLLM's, from the paired blocks' ratios (a t-interval of
-    their logarithms: the ratios multiply); None with fewer than two blocks."""
+def block_ratio_interval(vllm: Cell, coe: Cell) -> tuple[float, float, float] | None:
+    """The geometric mean of CoE's throughput over vLLM's in the paired blocks and its 95% interval (a
+    t-interval of the ratios' logarithms: ratios multiply); None with fewer than two blocks."""
     pairs = list(zip(coe.block_rps, vllm.block_rps))
     if len(pairs) < 2:
         return None
     logs = [math.log(c / v) for c, v in pairs]
-    half = T95.get(len(logs) - 1, 2.0) * statistics.stdev(logs) / math.sqrt(len(logs))
-    return math.exp(statistics.mean(logs) - half), math.exp(statistics.mean(logs) + half)
+    mean, half = statistics.mean(logs), T95.get(len(logs) - 1, 1.96) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
 
 
 def mean_cells(runs: list[list[Cell]]) -> list[Cell]:
@@ -329,16 +335,16 @@ def mean_cells(runs: list[list[Cell]]) -> list[Cell]:
 
 def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
     lines = ["| max_tokens | clients | stream | vLLM p50 ms | CoE p50 ms | +ms | vLLM TTFT p50 | CoE TTFT p50 "
-             "| vLLM req/s | CoE req/s | CoE / vLLM | 95% interval (paired blocks) |",
+             "| vLLM req/s | CoE req/s | CoE / vLLM | paired blocks: mean [95% interval] |",
              "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for v, c in zip(vllm, coe):
         bounds = block_ratio_interval(v, c)
-        interval = f"{bounds[0]:.2f}-{bounds[1]:.2f}x" if bounds else "-"
+        interval = f"{bounds[0]:.3f}x [{bounds[1]:.3f}, {bounds[2]:.3f}]" if bounds else "-"
         ttft = (f"{v.ttft_p50_ms:.1f} | {c.ttft_p50_ms:.1f}" if v.ttft_p50_ms is not None and c.ttft_p50_ms is not None
                 else "- | -")
         lines.append(f"| {v.max_tokens} | {v.clients} | {'yes' if v.stream else 'no'} | {v.p50_ms:.1f} | {c.p50_ms:.1f} "
                      f"| {c.p50_ms - v.p50_ms:+.1f} | {ttft} | {v.throughput_rps:.2f} | {c.throughput_rps:.2f} "
-                     f"| {c.throughput_rps / v.throughput_rps:.2f}x | {interval} |")
+                     f"| {c.throughput_rps / v.throughput_rps:.3f}x | {interval} |")
     return "\n".join(lines)
 
 
@@ -367,17 +373,22 @@ def interleaved(factories: dict[str, Callable[[str], Any]], args: argparse.Names
     in blocks (run_interleaved). Every server is resumed before it is stopped: a paused process would
     hold its SIGTERM until then."""
     servers: dict[str, Any] = {}
+    pausable: dict[str, PausableServer] = {}
     try:
         for arm, make in factories.items():
             print(f"booting the {arm} arm ...", flush=True)
             servers[arm] = make("").start()
-            paused_servers.pause(servers[arm].proc.pid)
-        return asyncio.run(run_interleaved(servers, EXPERT, args))
+            pausable[arm] = PausableServer(servers[arm].proc.pid)
+            pausable[arm].pause()
+        return asyncio.run(run_interleaved(servers, pausable, EXPERT, args))
     finally:
-        for server in servers.values():
-            if server.proc is not None and server.proc.poll() is None:
-                paused_servers.resume(server.proc.pid)
-            server.stop()
+        for paused in pausable.values():  # every server thawed before any stop can be interrupted
+            paused.resume()
+        for arm, server in servers.items():
+            try:
+                server.stop()
+            except Exception as err:  # noqa: BLE001 - the other servers must still be stopped
+                print(f"stopping the {arm} arm failed: {err}", flush=True)
 
 
 def arm_after_arm(factories: dict[str, Callable[[str], Any]], args: argparse.Namespace) -> tuple[dict[str, list[Cell]], dict]:
@@ -400,8 +411,10 @@ def arm_after_arm(factories: dict[str, Callable[[str], Any]], args: argparse.Nam
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--blocks", type=int, default=4,
-                        help="rounds per cell, the arms interleaved with the idle ones paused (0: arm after arm, the older design)")
+    parser.add_argument("--blocks", type=int, default=None,
+                        help="rounds per cell, the arms interleaved with the idle ones paused; a multiple of the "
+                             "number of arms, so each arm goes first equally often (default: twice the arms, 4 for "
+                             "vLLM and CoE); 0: arm after arm, the older design")
     parser.add_argument("--requests", type=int, default=16,
                         help="requests per block and arm (at least 4 per client; one-token cells 4x); "
                              "with --blocks 0, per cell (after 2 warm-up requests)")
@@ -414,18 +427,26 @@ def main() -> int:
     parser.add_argument("--coe-engine", nargs="+", default=[], metavar="KEY=VALUE",
                         help="also run an arm: CoE with these engine options (e.g. nice=15); with --coe-env, both")
     parser.add_argument("--coe-server", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="that arm also with these `server` settings (e.g. direct_engines=false)")
+                        help="also run an arm: CoE with these `server` settings (e.g. direct_engines=false); "
+                             "with --coe-env or --coe-engine, one arm with all of them")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
                         help="with --blocks 0: 2 runs vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs")
     parser.add_argument("--replica-arm", action="store_true",
                         help="also run CoE with server.direct_engines: false (every request through the expert replica)")
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # as an exception, so the servers are thawed and stopped
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     extra_env = key_values(parser, args.coe_env)
     engine_overrides = key_values(parser, args.coe_engine, "--coe-engine")
     server_overrides = key_values(parser, args.coe_server, "--coe-server")
-    if args.blocks < 0 or (args.blocks and args.rounds != 1):
-        parser.error("--blocks takes a count >= 0, and --rounds only goes with --blocks 0")
+    arms = len(args.arms) + bool(args.coe_env or args.coe_engine or args.coe_server) + args.replica_arm
+    if args.blocks is None:
+        args.blocks = 2 * arms
+    if args.blocks and (args.blocks < 2 or args.blocks % arms):
+        parser.error(f"--blocks takes 0 or a multiple of the {arms} arms of at least 2, got {args.blocks}")
+    if args.blocks and args.rounds != 1:
+        parser.error("--rounds only goes with --blocks 0")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
     print(f"server logs in {logs}", flush=True)
@@ -450,10 +471,10 @@ def main() -> int:
             title = "" if arm == "coe" else f"\n{ARM_TITLES.get(arm, f'with {variant}')}:\n"
             print(title + markdown(vllm, arm_cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"vllm": [asdict(c) for c in vllm], "coe": [asdict(c) for c in cells.get("coe", [])],
+    intervals = {arm: [block_ratio_interval(v, c) for v, c in zip(vllm, arm_cells)] for arm, arm_cells in others.items()}
+    args.out.write_text(json.dumps({"cells": {arm: [asdict(c) for c in arm_cells] for arm, arm_cells in cells.items()},
+                                    "ratio_to_vllm_by_blocks": intervals, "variant": variant,
                                     "rounds": {arm: [[asdict(c) for c in run] for run in r] for arm, r in runs.items()},
-                                    "coe_env": [asdict(c) for c in cells.get("coe+env", [])],
-                                    "coe_replica": [asdict(c) for c in cells.get("coe+replica", [])],
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
                                    indent=2) + "\n")
     print(f"\nwritten to {args.out}")
