@@ -45,7 +45,8 @@ from coe import paths
 from coe.api import server_timing
 from coe.serve.subprocess_server import CoEServer, free_port
 from endpoint_overhead import QUESTIONS  # bench/ is on sys.path when run as a script
-from vllm_side_by_side import EXPERT, VLLMServer, config_variant, key_values, proxy_config, replica_config, same_engine_setup
+from bench_servers import EXPERT, VLLMServer, config_variant, proxy_config, replica_config, same_engine_setup
+from vllm_side_by_side import key_values
 
 WARMUP = 3
 
