@@ -44,6 +44,11 @@ class ServerConfig(StrictModel):
         True, description="`coe serve` with one ingress replica: the replica serves the port itself (Ray Serve's "
         "direct ingress), one process hop less than through Serve's HTTP proxy (coe/serve/direct_ingress.py).",
     )
+    ingress_on_main_loop: bool = Field(
+        True, description="The ingress replica runs CoE's app on Ray Serve's own event loop instead of a second "
+        "thread's, so each request skips two thread hops (coe/serve/serve_config.py: INGRESS_MAIN_LOOP_ENV). "
+        "Expert and slot replicas, which boot engines, keep their separate thread.",
+    )
     direct_engines: bool = Field(
         True, description="An ingress replica runs its own vLLM frontend on each dedicated engine of its node (one "
         "replica, no autoscaling), one process hop less than through the expert replica; the replica keeps owning "

@@ -17,6 +17,18 @@ INGRESS_NAME = "ingress"
 INGRESS_CPUS = 0.25
 APP_ENV = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "RAY_USAGE_STATS_ENABLED": "0"}
 """Set in every replica: no price-map download at LiteLLM import, no Ray usage reporting."""
+INGRESS_MAIN_LOOP_ENV = {
+    "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+    "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+}
+"""Set in the ingress replica only (`server.ingress_on_main_loop`). By default Ray Serve runs user code on a
+second thread's event loop and its handle router on a third: a request crosses threads on the way in and
+again with every piece on the way out. The ingress does no long blocking work on its loop (routing decisions and
+engine attaches run in worker threads; coe/routing/service.py, coe/serve/linked_engine.py), so it gives nothing
+up by running on Serve's loop. Expert and slot replicas keep the separate thread: an engine's boot blocks
+the loop it runs on for seconds (coe/experts/vllm_backend.py: start), and on Serve's loop that would
+stall the health checks and every other call to the replica. Measured in the
+README (Performance, "Ray Serve's main loop for the ingress")."""
 
 
 def expert_deployment_name(expert_id: str) -> str:
@@ -67,6 +79,8 @@ def ingress_options(config: CoEConfig) -> dict[str, Any]:
         "max_ongoing_requests": 2 * config.server.ingress_max_ongoing_requests,
         "ray_actor_options": {"num_cpus": INGRESS_CPUS},
     }
+    if config.server.ingress_on_main_loop:
+        options["ray_actor_options"]["runtime_env"] = {"env_vars": dict(INGRESS_MAIN_LOOP_ENV)}
     if config.cluster.ingress_max_replicas_per_node is not None:
         options["max_replicas_per_node"] = config.cluster.ingress_max_replicas_per_node
     return options

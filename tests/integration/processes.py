@@ -10,7 +10,12 @@ from coe.serve.serve_config import expert_deployment_name
 
 def replica_processes(root_pid: int, expert: str) -> list[psutil.Process]:
     """The Ray Serve replica processes of `expert` under this test session's server."""
-    wanted = f"ServeReplica:coe:{expert_deployment_name(expert)}"
+    return deployment_processes(root_pid, expert_deployment_name(expert))
+
+
+def deployment_processes(root_pid: int, deployment: str) -> list[psutil.Process]:
+    """The Ray Serve replica processes of the CoE app's `deployment` under this test session's server."""
+    wanted = f"ServeReplica:coe:{deployment}"
     found = []
     for proc in psutil.Process(root_pid).children(recursive=True):
         try:

@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from coe.api import server_timing
+from coe.serve.serve_config import INGRESS_MAIN_LOOP_ENV, INGRESS_NAME
 from tests.integration.conftest import GEMMA, MOE, MOE_SWAPPED, REMOTE, SMOL, VARIANT
+from tests.integration.processes import deployment_processes, replica_processes
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -162,3 +164,16 @@ def test_a_dedicated_engine_is_reached_without_its_replica(base_url: str) -> Non
     timings = server_timing.parse(resp.headers["server-timing"])
     assert set(timings) == {"call", "linked", "expert", "ingress"}
     assert 0 < timings["expert"] <= timings["linked"] <= timings["call"] <= timings["ingress"]
+
+
+def test_the_ingress_alone_runs_on_serves_main_loop(coe_server) -> None:
+    # server.ingress_on_main_loop (default on) must reach the ingress replica's process, where Ray Serve
+    # reads it at import, and no engine's replica, whose engine boot would block that loop.
+    def settings(proc) -> dict[str, str | None]:
+        env = proc.environ()
+        return {name: env.get(name) for name in INGRESS_MAIN_LOOP_ENV}
+
+    (ingress,) = deployment_processes(coe_server.proc.pid, INGRESS_NAME)
+    assert settings(ingress) == INGRESS_MAIN_LOOP_ENV
+    experts = replica_processes(coe_server.proc.pid, GEMMA)
+    assert experts and all(settings(proc) != INGRESS_MAIN_LOOP_ENV for proc in experts)
