@@ -12,9 +12,10 @@ import httpx
 import pytest
 
 from coe.api import server_timing
+from coe.serve.runner import LEAN_RAY_ENV
 from coe.serve.serve_config import INGRESS_MAIN_LOOP_ENV, INGRESS_NAME
 from tests.integration.conftest import GEMMA, MOE, MOE_SWAPPED, REMOTE, SMOL, VARIANT
-from tests.integration.processes import deployment_processes, replica_processes
+from tests.integration.processes import deployment_processes, replica_processes, serve_controller
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -177,3 +178,9 @@ def test_the_ingress_alone_runs_on_serves_main_loop(coe_server) -> None:
     assert settings(ingress) == INGRESS_MAIN_LOOP_ENV
     experts = replica_processes(coe_server.proc.pid, GEMMA)
     assert experts and all(settings(proc) != INGRESS_MAIN_LOOP_ENV for proc in experts)
+
+
+def test_coe_serves_local_ray_runs_lean(coe_server) -> None:
+    # The controller's slower poll must reach the process that polls (Ray reads it at import there).
+    env = serve_controller(coe_server.proc.pid).environ()
+    assert {name: env.get(name) for name in LEAN_RAY_ENV} == LEAN_RAY_ENV
