@@ -18,6 +18,7 @@ from pathlib import Path
 from coe.config import CoEConfig
 from coe.serve.app_builder import build_application, required_cpus
 from coe.serve.direct_ingress import direct_ingress_env, free_local_port, uses_direct_ingress
+from coe.serve.serve_config import APP_ENV
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +30,18 @@ LEAN_RAY_ENV = {
     "RAY_enable_metrics_collection": "0",
 }
 """Defaults for the local Ray that `coe serve` starts (an exported value wins). Why: idle, that Ray
-burned 14% of a core where vLLM's own server burns 1.4%, and on a 2-core machine every bit of it is
-taken from the engine. Serve's controller polls its state every 0.1 s (3.8% of a core alone); every 0.5 s
-it reacts at most 0.4 s later to a change of replicas, against engine boots of seconds. Ray's own metrics
-(exported for a Prometheus that `coe serve` does not run) are off; CoE's `/metrics` is its own. Idle
-cost with both: 10.5% of a core; measured under load in the README (Performance, "A leaner local Ray").
-A cluster (`deploy/`) keeps Ray's defaults."""
+burned 14% of a core where vLLM's own server burns 1.1% (bench/idle_cpu.py), and on a 2-core machine
+every bit of it is taken from the engine. Serve's controller polls its state every 0.1 s (3.7% of a core
+alone); every 0.5 s it reacts at most 0.4 s later to a change of replicas, against engine boots of
+seconds. Ray's own metrics (exported for a Prometheus that `coe serve` does not run) are off; CoE's
+`/metrics` is its own. Idle cost with both: 9.4% of a core; measured under load in the README
+(Performance, "A leaner local Ray"). A cluster (`deploy/`) keeps Ray's defaults."""
 
 
 def quiet_ray_env() -> None:
     """Ray and LiteLLM phone home by default; this machine (and many clusters) has no internet. Ray's
     background work is trimmed too (LEAN_RAY_ENV). Set before `ray.init`: Ray's processes inherit it."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    for name, value in LEAN_RAY_ENV.items():
+    for name, value in {**APP_ENV, **LEAN_RAY_ENV}.items():
         os.environ.setdefault(name, value)
 
 

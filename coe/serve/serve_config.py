@@ -28,7 +28,7 @@ engine attaches run in worker threads; coe/routing/service.py, coe/serve/linked_
 up by running on Serve's loop. Expert and slot replicas keep the separate thread: an engine's boot blocks
 the loop it runs on for seconds (coe/experts/vllm_backend.py: start), and on Serve's loop that would
 stall the health checks and every other call to the replica. Measured in the
-README (Performance, "Ray Serve's main loop for the ingress")."""
+README (Performance, "The ingress on Ray Serve's own event loop")."""
 
 
 def expert_deployment_name(expert_id: str) -> str:
