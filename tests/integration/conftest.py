@@ -9,6 +9,7 @@ serving a real vLLM engine, so the remote path is tested without a paid API or a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,31 @@ def write_router_inputs(folder: Path) -> tuple[Path, Path]:
                     score = 0.9 if expert == winner else 0.2
                     f.write(json.dumps({"prompt": item.text, "category": category, "expert": expert, "score": score}) + "\n")
     return data, scores
+
+
+# Lines of a server's log worth showing when a test against it fails, wherever they are in the log:
+# a replica or engine that died, Ray's memory monitor or health checks killing one, a traceback.
+TROUBLE = re.compile(r"Traceback|Error|died|killed|low on memory|health check|unhealthy|exited|Restart", re.I)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test against a `coe serve` shows that server's state in its report: CI keeps only
+    pytest's output, and the server's log (in a temporary folder) is gone after the run."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    funcargs = getattr(item, "funcargs", {})
+    for name, server in funcargs.items():
+        if not isinstance(server, CoEServer):
+            continue
+        text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
+        trouble = [line for line in text.splitlines() if TROUBLE.search(line)][-40:]
+        alive = server.proc is not None and server.proc.poll() is None
+        report.sections.append((f"{name}: coe serve ({'running' if alive else 'exited'}), {server.log_path}",
+                                "\n".join(["-- lines naming trouble (last 40) --", *trouble,
+                                           "-- last 40 lines --", server.log_tail(40)])))
 
 
 @pytest.fixture(scope="session")
