@@ -38,10 +38,22 @@ seconds. Ray's own metrics (exported for a Prometheus that `coe serve` does not 
 (Performance, "A leaner local Ray"). A cluster (`deploy/`) keeps Ray's defaults."""
 
 
+NO_MEMORY_MONITOR_ENV = {"RAY_memory_monitor_refresh_ms": "0"}
+"""Turns off Ray's memory monitor in the local Ray (an exported value wins). Why: it kills Ray workers
+whenever the whole machine passes 95% of its memory, whoever holds that memory, and Serve restarts
+them into the same pressure. A CoE replica holds what its engine allocated at boot; killing it frees
+nothing that is growing, and the ingress it may pick is the one process every request needs. In CI
+(2026-12-07) a second server and test engines took this 24 GiB machine to 92%, and one run's tests met
+refused connections, as while an ingress restarts (README, Troubleshooting). With an exhausted machine the kernel's OOM killer still
+acts, and it takes Ray's workers before the raylet (Ray gives them `oom_score_adj` 1000). A cluster
+(`deploy/`) keeps Ray's defaults."""
+
+
 def quiet_ray_env() -> None:
     """Ray and LiteLLM phone home by default; this machine (and many clusters) has no internet. Ray's
-    background work is trimmed too (LEAN_RAY_ENV). Set before `ray.init`: Ray's processes inherit it."""
-    for name, value in {**APP_ENV, **LEAN_RAY_ENV}.items():
+    background work is trimmed too (LEAN_RAY_ENV), and its memory monitor is off (NO_MEMORY_MONITOR_ENV).
+    Set before `ray.init`: Ray's processes inherit it."""
+    for name, value in {**APP_ENV, **LEAN_RAY_ENV, **NO_MEMORY_MONITOR_ENV}.items():
         os.environ.setdefault(name, value)
 
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from coe.api import server_timing
-from coe.serve.runner import LEAN_RAY_ENV
+from coe.serve.runner import LEAN_RAY_ENV, NO_MEMORY_MONITOR_ENV
 from coe.serve.serve_config import INGRESS_MAIN_LOOP_ENV, INGRESS_NAME
 from tests.integration.conftest import GEMMA, MOE, MOE_SWAPPED, REMOTE, SMOL, VARIANT
-from tests.integration.processes import deployment_processes, replica_processes, serve_controller
+from tests.integration.processes import deployment_processes, processes_titled, replica_processes, serve_controller
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -184,3 +184,7 @@ def test_coe_serves_local_ray_runs_lean(coe_server) -> None:
     # The controller's slower poll must reach the process that polls (Ray reads it at import there).
     env = serve_controller(coe_server.proc.pid).environ()
     assert {name: env.get(name) for name in LEAN_RAY_ENV} == LEAN_RAY_ENV
+    # The memory monitor runs in the raylet: no Ray worker (an ingress, an engine's replica) is killed for
+    # memory another program holds.
+    (raylet,) = processes_titled(coe_server.proc.pid, "/raylet/raylet")
+    assert {name: raylet.environ().get(name) for name in NO_MEMORY_MONITOR_ENV} == NO_MEMORY_MONITOR_ENV

@@ -70,35 +70,13 @@ async def reference(specialists: dict[str, Path]) -> dict[str, list[str]]:
     return out
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def lora_engine(specialists: dict[str, Path]):
-    engine = VLLMBackend(prepare(BASE).path, OPTIONS, PromptFormat.chat, "base",
-                         adapters={name: folder / "adapter" for name, folder in specialists.items()})
-    await engine.start()
-    yield engine
-    engine.close()
-
-
-@in_module_loop
-async def test_adapters_and_base_in_one_batch_equal_their_merged_checkpoints(lora_engine, reference) -> None:
-    assert await lora_engine.adapter_tiers() == {"code": "warm", "math": "warm"}  # preloaded at start
-    names = ["base", "code", "math"]
-    mixed = await asyncio.gather(*[lora_engine.chat(request(p, None if n == "base" else n)) for n in names for p in PROMPTS])
-    got = {n: [r.text for r in mixed[i * len(PROMPTS):(i + 1) * len(PROMPTS)]] for i, n in enumerate(names)}
-    assert got == reference
-
-
-@in_module_loop
-async def test_an_unknown_adapter_is_refused_by_name(lora_engine) -> None:
-    from coe.errors import ExpertUnavailable
-
-    with pytest.raises(ExpertUnavailable, match="serves no adapter 'nope'"):
-        await lora_engine.chat(request("hi", "nope"))
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def lora_server(specialists: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
-    """`coe serve` (Ray Serve) with the base and both adapters as experts: one engine for all three."""
+    """`coe serve` (Ray Serve) with the base and both adapters as experts: one engine for all three.
+
+    Function-scoped, and its test comes first in this module: the server is gone before `lora_engine`
+    boots in this process. Both at once, beside the session's service, took this machine to 92% of its
+    memory (2026-12-07), close to the 95% at which Ray's memory monitor starts killing workers."""
     import yaml
 
     from coe.serve.subprocess_server import CoEServer, free_port
@@ -116,7 +94,7 @@ def lora_server(specialists: dict[str, Path], tmp_path_factory: pytest.TempPathF
         server.stop()
 
 
-def test_the_endpoint_serves_each_adapter_as_an_expert(lora_server, reference) -> None:
+def test_the_endpoint_serves_each_adapter_as_an_expert(reference, lora_server) -> None:
     """Through Ray Serve and HTTP, concurrently: each expert's answers equal the plain engines' ones."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -147,3 +125,29 @@ def test_the_endpoint_serves_each_adapter_as_an_expert(lora_server, reference) -
     served = {name: [text for (model, _), (_, _, text) in zip(jobs, results) if model == expert]
               for name, expert in (("base", BASE), ("code", "smollm2-code"), ("math", "smollm2-math"))}
     assert served == reference
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lora_engine(specialists: dict[str, Path]):
+    engine = VLLMBackend(prepare(BASE).path, OPTIONS, PromptFormat.chat, "base",
+                         adapters={name: folder / "adapter" for name, folder in specialists.items()})
+    await engine.start()
+    yield engine
+    engine.close()
+
+
+@in_module_loop
+async def test_adapters_and_base_in_one_batch_equal_their_merged_checkpoints(lora_engine, reference) -> None:
+    assert await lora_engine.adapter_tiers() == {"code": "warm", "math": "warm"}  # preloaded at start
+    names = ["base", "code", "math"]
+    mixed = await asyncio.gather(*[lora_engine.chat(request(p, None if n == "base" else n)) for n in names for p in PROMPTS])
+    got = {n: [r.text for r in mixed[i * len(PROMPTS):(i + 1) * len(PROMPTS)]] for i, n in enumerate(names)}
+    assert got == reference
+
+
+@in_module_loop
+async def test_an_unknown_adapter_is_refused_by_name(lora_engine) -> None:
+    from coe.errors import ExpertUnavailable
+
+    with pytest.raises(ExpertUnavailable, match="serves no adapter 'nope'"):
+        await lora_engine.chat(request("hi", "nope"))
