@@ -44,9 +44,9 @@ whenever the whole machine passes 95% of its memory, whoever holds that memory, 
 them into the same pressure. A CoE replica holds what its engine allocated at boot; killing it frees
 nothing that is growing, and the ingress it may pick is the one process every request needs. In CI
 (2026-12-07) a second server and test engines took this 24 GiB machine to 92%, and one run's tests met
-refused connections, as while an ingress restarts (README, Troubleshooting). With an exhausted machine the kernel's OOM killer still
-acts, and it takes Ray's workers before the raylet (Ray gives them `oom_score_adj` 1000). A cluster
-(`deploy/`) keeps Ray's defaults."""
+refused connections, as while an ingress restarts (README, Troubleshooting). With an exhausted machine
+the kernel's OOM killer still acts, and it takes Ray's workers before the raylet (Ray gives them
+`oom_score_adj` 1000). A cluster (`deploy/`) keeps Ray's defaults."""
 
 
 def quiet_ray_env() -> None:

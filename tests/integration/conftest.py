@@ -128,12 +128,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     for name, server in funcargs.items():
         if not isinstance(server, CoEServer):
             continue
-        text = server.log_path.read_text(errors="replace") if server.log_path.exists() else ""
-        trouble = [line for line in text.splitlines() if TROUBLE.search(line)][-40:]
+        lines = server.log_path.read_text(errors="replace").splitlines() if server.log_path.exists() else []
+        trouble = [line for line in lines if TROUBLE.search(line)][-40:]
         alive = server.proc is not None and server.proc.poll() is None
         report.sections.append((f"{name}: coe serve ({'running' if alive else 'exited'}), {server.log_path}",
                                 "\n".join(["-- lines naming trouble (last 40) --", *trouble,
-                                           "-- last 40 lines --", server.log_tail(40)])))
+                                           "-- last 40 lines --", *lines[-40:]])))
 
 
 @pytest.fixture(scope="session")

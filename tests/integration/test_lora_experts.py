@@ -75,8 +75,8 @@ def lora_server(specialists: dict[str, Path], tmp_path_factory: pytest.TempPathF
     """`coe serve` (Ray Serve) with the base and both adapters as experts: one engine for all three.
 
     Function-scoped, and its test comes first in this module: the server is gone before `lora_engine`
-    boots in this process. Both at once, beside the session's service, took this machine to 92% of its
-    memory (2026-12-07), close to the 95% at which Ray's memory monitor starts killing workers."""
+    boots in this process. Both at once, beside the session's service, took this 24 GiB machine to 92% of
+    its memory (2026-12-07); apart, the suite's peak was 85%."""
     import yaml
 
     from coe.serve.subprocess_server import CoEServer, free_port
