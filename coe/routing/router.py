@@ -65,6 +65,9 @@ class CategoryRouter:
             self.best = list(predictor.experts).index(artifact.general_expert)
             self.margin = float(artifact.predictor["margin"])
             self.min_confidence = float(artifact.predictor.get("min_confidence", 0.0))
+            # False when training found no quality switch that paid (the margin is then a sentinel no
+            # gain beats; its number means nothing to a reader). Artifacts before it: True.
+            self.quality_switches = bool(artifact.predictor.get("quality_switches", True))
 
     @classmethod
     def load(cls, folder: Path, served: set[str] | None = None) -> "CategoryRouter":
@@ -129,6 +132,9 @@ class CategoryRouter:
                    f"too unfamiliar a prompt to switch for quality"
                    if order[0] == self.best and margin > self.margin else
                    f"best single expert {chosen}: no predicted gain beats the margin {self.margin:.3g}"
+                   if order[0] == self.best and self.quality_switches else
+                   f"best single expert {chosen}: this router does not switch for quality (in training no "
+                   f"switch paid, or none could be checked)"
                    if order[0] == self.best else
                    f"{chosen} predicted {row[order[0]]:.3f} vs {row[self.best]:.3f} for {experts[self.best]}")
             if lam > 0:

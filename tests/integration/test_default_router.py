@@ -109,7 +109,9 @@ def test_trained_from_the_same_evidence_as_preferences_its_switches_are_checked_
     assert proc.returncode == 0, proc.stderr[-2000:]
     predictor = json.loads((tmp_path / "prefs" / "router.json").read_text())["predictor"]
     assert predictor["calibration_basis"] == "comparisons" and isinstance(predictor["calibration_n"], int)
-    assert "pairwise preferences" in " ".join(proc.stdout.split())
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert "pairwise preferences" in said
+    assert predictor["quality_switches"] == ("switching on predicted quality is off" not in said)
 
 
 def test_scores_with_categories_of_their_own_train_stage_1_on_them(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ class WordCountEmbedder:
         return np.array([[t.count("code"), t.count("math")] for t in texts], dtype=float)
 
 
-def _router(tmp_path: Path, min_confidence: float = 0.0) -> CategoryRouter:
+def _router(tmp_path: Path, min_confidence: float = 0.0, quality_switches: bool = True) -> CategoryRouter:
     # predicted(expert) = 0.5 + 0.3 * "code" count for coder; 0.6 flat for general; 0.4 for tiny (cheap)
     weights = np.array([[0.0, 0.3, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     predictor = ScorePredictor(weights, np.array([0.6, 0.5, 0.4]), ("general", "coder", "tiny"))
@@ -60,7 +60,7 @@ def _router(tmp_path: Path, min_confidence: float = 0.0) -> CategoryRouter:
         general_ranking=["general", "coder", "tiny"],
         rankings={"quality": {"coding": ["coder"], "math": ["general"]}},
         predictor={"kind": "ridge", "alpha": 1.0, "margin": 0.05, "experts": ["general", "coder", "tiny"],
-                   "min_confidence": min_confidence},
+                   "min_confidence": min_confidence, "quality_switches": quality_switches},
         relative_costs={"general": 1.0, "coder": 1.0, "tiny": 0.1},
         operating_points=[{"lam": 0.0, "spend": 1.0, "quality": 0.7}, {"lam": 0.25, "spend": 0.4, "quality": 0.6},
                           {"lam": 1.0, "spend": 0.1, "quality": 0.4}],
@@ -74,11 +74,18 @@ def _router(tmp_path: Path, min_confidence: float = 0.0) -> CategoryRouter:
 def test_router_leaves_the_best_single_expert_only_for_a_predicted_gain(tmp_path: Path) -> None:
     router = _router(tmp_path)
     plain = router.decide([{"role": "user", "content": "hello"}])
-    assert plain.expert == "general" and "margin" in plain.reason
+    assert plain.expert == "general" and "no predicted gain beats the margin 0.05" in plain.reason
     coding = router.decide([{"role": "user", "content": "code code"}])  # coder 1.1 vs general 0.6
     assert coding.expert == "coder" and coding.category == "coding"
     assert coding.ranking[0] == "coder" and set(coding.ranking) == {"general", "coder", "tiny"}
     assert coding.to_metadata()["predicted_scores"]["coder"] == pytest.approx(1.1)
+
+
+def test_a_router_without_quality_switches_says_so_instead_of_quoting_its_margin(tmp_path: Path) -> None:
+    """Training writes quality_switches=false with a sentinel margin (1000 standard deviations); a
+    reason quoting that number ("the margin 362") tells a user nothing."""
+    kept = _router(tmp_path, quality_switches=False).decide([{"role": "user", "content": "hello"}])
+    assert kept.expert == "general" and "does not switch for quality" in kept.reason and "margin" not in kept.reason
 
 
 def test_an_unfamiliar_prompt_is_not_switched_for_quality(tmp_path: Path) -> None:
