@@ -69,6 +69,17 @@ class CategoryRouter:
             # gain beats; its number means nothing to a reader). Artifacts before it: True.
             self.quality_switches = bool(artifact.predictor.get("quality_switches", True))
 
+    def _why_best_single(self, chosen: str, confidence: float, gate: float, gated: bool) -> str:
+        """Which guard kept the prompt on the best single expert, most general first: a router that
+        never switches for quality says that (its gate and margin are then moot)."""
+        if not self.quality_switches:
+            return (f"best single expert {chosen}: this router does not switch for quality (in training no switch "
+                    f"paid, or none could be checked)")
+        if gated:
+            return (f"best single expert {chosen}: stage-1 confidence {confidence:.3f} below {gate:.3f}, too "
+                    f"unfamiliar a prompt to switch for quality")
+        return f"best single expert {chosen}: no predicted gain beats the margin {self.margin:.3g}"
+
     @classmethod
     def load(cls, folder: Path, served: set[str] | None = None) -> "CategoryRouter":
         """Reads arrays and JSON only (see coe.routing.artifact); `served` restricts the router to
@@ -128,14 +139,7 @@ class CategoryRouter:
                     lam))
                 continue
             chosen = experts[order[0]]
-            why = (f"best single expert {chosen}: stage-1 confidence {confidence:.2f} below {gate:.2f}, "
-                   f"too unfamiliar a prompt to switch for quality"
-                   if order[0] == self.best and margin > self.margin else
-                   f"best single expert {chosen}: no predicted gain beats the margin {self.margin:.3g}"
-                   if order[0] == self.best and self.quality_switches else
-                   f"best single expert {chosen}: this router does not switch for quality (in training no "
-                   f"switch paid, or none could be checked)"
-                   if order[0] == self.best else
+            why = (self._why_best_single(chosen, confidence, gate, gated=margin > self.margin) if order[0] == self.best else
                    f"{chosen} predicted {row[order[0]]:.3f} vs {row[self.best]:.3f} for {experts[self.best]}")
             if lam > 0:
                 why += f" (cost priced at {lam:.3g} per unit of relative cost)"

@@ -83,9 +83,13 @@ def test_router_leaves_the_best_single_expert_only_for_a_predicted_gain(tmp_path
 
 def test_a_router_without_quality_switches_says_so_instead_of_quoting_its_margin(tmp_path: Path) -> None:
     """Training writes quality_switches=false with a sentinel margin (1000 standard deviations); a
-    reason quoting that number ("the margin 362") tells a user nothing."""
-    kept = _router(tmp_path, quality_switches=False).decide([{"role": "user", "content": "hello"}])
-    assert kept.expert == "general" and "does not switch for quality" in kept.reason and "margin" not in kept.reason
+    reason quoting that number ("the margin 362") tells a user nothing, and neither does the confidence
+    gate, which such a router's prompts meet or not to the same effect."""
+    router = _router(tmp_path, min_confidence=0.9, quality_switches=False)
+    for prompt in ("hello", "code math"):  # below the margin; below the gate
+        kept = router.decide([{"role": "user", "content": prompt}])
+        assert kept.expert == "general" and "does not switch for quality" in kept.reason
+        assert "margin" not in kept.reason and "confidence" not in kept.reason
 
 
 def test_an_unfamiliar_prompt_is_not_switched_for_quality(tmp_path: Path) -> None:
@@ -97,7 +101,7 @@ def test_an_unfamiliar_prompt_is_not_switched_for_quality(tmp_path: Path) -> Non
     assert _router(tmp_path / "plain").decide(mixed).expert == "coder"
     gated = _router(tmp_path / "gated", min_confidence=0.9)
     kept = gated.decide(mixed)
-    assert kept.expert == "general" and "confidence 0.50 below 0.90" in kept.reason
+    assert kept.expert == "general" and "confidence 0.500 below 0.900" in kept.reason
     assert kept.ranking[1] == "coder"  # the fallback order still follows the predictions
     assert gated.decide([{"role": "user", "content": "code code"}]).expert == "coder"
     assert gated.decide(mixed, parse_knob("coe:budget-0.1")).expert == "tiny"
