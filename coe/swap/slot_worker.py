@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from coe.checksums import IMAGE_ALGORITHM, new_hasher
-from coe.swap.image import HASH_CHUNK, read_header, stat_identity
+from coe.swap.image import read_header, stat_identity
 from coe.swap.mapped_image import MappedImage
+from coe.swap.scatter_read import read_into
 
 SLOT_WEIGHTS_ENV = "COE_SLOT_WEIGHTS"
 DTYPE_CODES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32", torch.int64: "I64",
@@ -94,8 +95,9 @@ class SlotWorkerExtension:
         mode "mapped": a warm image (tmpfs) copied from a mapping this engine keeps open between swaps
         (coe/swap/mapped_image.py says why): from the second swap of an image on, a plain memory copy
         per tensor. mode "read": a cold image (disk) whose bytes were verified before (coe/swap/image.py,
-        `ImageMeta.trusts`), read sequentially straight into each parameter's memory. mode "hash": the
-        same read, hashed on the way with `algorithm` so the caller can refuse it; the result then carries
+        `ImageMeta.trusts`), read sequentially straight into the parameters' memory, many tensors per
+        system call (coe/swap/scatter_read.py). mode "hash": the same read, hashed with `algorithm` on a
+        second thread behind it, so the caller can refuse the image; the result then carries
         the checksum ("<algorithm>:<hex>") and the file's identity while it was read (None if it changed
         meanwhile), which the caller records.
         Returns bytes, seconds and whether a kept mapping was used."""
@@ -116,19 +118,21 @@ class SlotWorkerExtension:
         data_start, entries = read_header(Path(path))
         digest = new_hasher(algorithm) if mode == "hash" else None
         before = stat_identity(path)
-        with open(path, "rb", buffering=0) as f:
+        views = [_bytes_of(params[e.name]) for e in entries]
+        if any(e.end - e.start != v.nbytes for e, v in zip(entries, views)) or any(
+                a.end != b.start for a, b in zip(entries, entries[1:])) or (entries and entries[0].start != 0):
+            raise ValueError(f"{path}: tensors are not stored back to back in the parameters' sizes")
+        fd = os.open(path, os.O_RDONLY)
+        try:
             if hasattr(os, "posix_fadvise"):
-                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
-            header = f.read(data_start)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
             if digest is not None:
-                digest.update(header)
-            for e in entries:
-                view = memoryview(params[e.name].view(-1).view(torch.uint8).numpy())
-                _read_exactly(f, view)
-                if digest is not None:
-                    digest.update(view)
+                digest.update(os.pread(fd, data_start, 0))
+            nbytes = read_into(fd, data_start, views, digest)
+        finally:
+            os.close(fd)
         self._coe_after_copy()
-        return {"bytes": sum(e.end - e.start for e in entries), "seconds": time.perf_counter() - started,
+        return {"bytes": nbytes, "seconds": time.perf_counter() - started,
                 "checksum": f"{algorithm}:{digest.hexdigest()}" if digest is not None else None,
                 "identity": before if before == stat_identity(path) else None, "mapping_reused": False}
 
@@ -182,12 +186,5 @@ def _prepack_cpu_moe(model: torch.nn.Module) -> int:
     return repacked
 
 
-def _read_exactly(f: Any, view: memoryview) -> None:
-    done = 0
-    while done < len(view):
-        n = f.readinto(view[done : done + HASH_CHUNK * 4])
-        if not n:
-            raise EOFError(f"{f.name}: file ends early")
-        done += n
-
-
+def _bytes_of(tensor: torch.Tensor) -> memoryview:
+    return memoryview(tensor.view(-1).view(torch.uint8).numpy())
