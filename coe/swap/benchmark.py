@@ -128,6 +128,16 @@ async def _decode_tok_s(slot, tokens: int = 32) -> float:
     return result.usage.completion_tokens / (time.perf_counter() - t)
 
 
+def fast_mode(reads: list[float]) -> float:
+    """The median of the faster half of the baseline reads. This machine's plain cold reads are
+    bimodal: in five runs of 60 reads of the same 269 MB image (2026-12-07), 21-27 took 186-570 ms
+    and the rest 121-179 ms, while the engine's cold loads interleaved with them stayed under 180 ms
+    in all but 2-13 of 60. The median of all reads lands in either mode, so the cold rows compare
+    against the fast one: the strongest baseline the run saw, not the luck of its median."""
+    faster = sorted(reads)[: max(1, len(reads) // 2)]
+    return statistics.median(faster)
+
+
 async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict:
     from coe.swap.image import ImageMeta, drop_page_cache
 
@@ -175,7 +185,10 @@ async def tier_bench(env: Env, repeats: int, say: Callable[[str], None]) -> dict
         "cold_copy_s": statistics.median(cold_copies),
         "cold_first_s": statistics.median(first),
         "cold_first_copy_s": statistics.median(first_copies),
-        "read_s": statistics.median(reads),
+        "read_s": fast_mode(reads),
+        "read_median_all_s": statistics.median(reads),
+        # In run order. Per repeat: two first loads, then two verified ones; a read of the same file after each.
+        "cold_loads_s": cold, "first_loads_s": first, "reads_s": reads,
         "page_cache_dropped": dropped,
         "decode_tok_s": await _decode_tok_s(slot),
         "slot_weights": slot.pool.slot_weights,
@@ -202,7 +215,8 @@ def format_tiers(r: dict) -> str:
             r["read_s"]),
         row("  of which the read + checksum in the engine process", r["cold_first_copy_s"], "sequential-read bandwidth",
             r["read_s"]),
-        row("sequential read of the same file", r["read_s"], "", None),
+        row("sequential read of the same file (its fast mode: median of the faster half)", r["read_s"], "", None),
+        row("  the median of all its reads, for comparison", r["read_median_all_s"], "", None),
         row("checkpoint -> hot (vLLM reload_weights alone)", r["checkpoint_s"], "", None),
         row("first-use image write + checksum (after the reload)", r["image_write_s"], "", None),
         f"| fresh engine boot (eager, in-process) | {r['boot_s']:.1f} s | | | 1x |",
