@@ -25,7 +25,7 @@ BENCH_RESULTS := $(if $(COE_RESULTS_DIR),$(COE_RESULTS_DIR)/bench,bench/results)
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: router serve test bench bench-vllm bench-swap bench-lora bench-routing bench-curves bench-ceiling install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
+.PHONY: router serve test bench bench-vllm bench-sustained bench-swap bench-lora bench-routing bench-curves bench-ceiling install install-dev models redis-server clean eval-mtbench eval-arena-hard chromium
 
 serve: install models router
 	$(COE) serve
@@ -43,6 +43,11 @@ bench: install-dev models redis-server
 # 1/8/16 clients, streaming and not, ratios in one run (about 10 minutes on 2 cores).
 bench-vllm: install-dev models
 	$(BIN)/python bench/vllm_side_by_side.py
+
+# CoE and vLLM's server under load that never lets up, one at a time (vLLM, CoE, CoE, vLLM; 40 s each):
+# throughput, p99/max and the client's own lateness; about 6 minutes on 2 cores.
+bench-sustained: install-dev models
+	$(BIN)/python bench/sustained_load.py
 
 # Swap costs (warm/cold -> hot against memcpy and a disk read, a fresh boot) and a trace replay with and
 # without grouping by expert and prefetch; about 5 minutes on 2 cores. SWAP_ARGS="--slot-weights repack" for the other mode.
