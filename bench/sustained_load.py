@@ -59,8 +59,9 @@ def prioritize_client(nice: int) -> str:
     Why: with autogroups on (`/proc/sys/kernel/sched_autogroup_enabled`, on here), CPU is shared
     between sessions, and a process's own nice value does not count against another session's. The
     client shares the 2 cores with the server under test; left at its session's default, its event
-    loop woke up to 325 ms late under `coe serve` (at most 64 ms under vLLM's server), and the
-    requests it was late to send looked like 0.6-2.4 s server stalls. A client on another machine
+    loop woke up to 339-362 ms late under `coe serve` (77-113 ms under vLLM's server), and the
+    requests it was late to send looked like 1.2-2.9 s server stalls (README, "Under load that never
+    lets up"). A client on another machine
     never waits for the server's CPU, so this one should not either: both arms get the same client."""
     try:
         with open("/proc/self/autogroup", "w") as handle:
