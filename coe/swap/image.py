@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from dataclasses import asdict, dataclass, replace
@@ -26,6 +27,8 @@ from coe.checksums import file_checksum, file_sha256  # noqa: F401  (re-exported
 
 SIDECAR_SUFFIX = ".json"
 HASH_CHUNK = 16 << 20
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # safetensors dtype codes
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,17 @@ def read_header(path: Path) -> tuple[int, list[TensorEntry]]:
     """Offset of the data section and the tensors in file order (safetensors layout)."""
     with path.open("rb") as f:
         (length,) = struct.unpack("<Q", f.read(8))
-        return parse_header(length, f.read(length))
+        return parse_header(length, f.read(length), str(path))
 
 
-def parse_header(length: int, header_bytes: bytes) -> tuple[int, list[TensorEntry]]:
-    """`read_header` on bytes already read (or mapped): the 8-byte length and the JSON after it."""
+def parse_header(length: int, header_bytes: bytes, source: str = "image") -> tuple[int, list[TensorEntry]]:
+    """`read_header` on bytes already read (or mapped): the 8-byte length and the JSON after it.
+
+    Refuses (ImageMismatch) a header whose tensors leave holes, overlap, or take other byte sizes than
+    their shapes and dtypes say. The safetensors format forbids all three, and loads rely on it: a cold
+    load reads the data section in one sequence of scatter reads straight into the parameters
+    (coe/swap/scatter_read.py), so with `check_fits` (names, dtypes, shapes) this is what guarantees
+    every tensor's bytes land in its own parameter."""
     header = json.loads(header_bytes)
     entries = [
         TensorEntry(name, spec["dtype"], tuple(spec["shape"]), *spec["data_offsets"])
@@ -110,6 +119,15 @@ def parse_header(length: int, header_bytes: bytes) -> tuple[int, list[TensorEntr
         if name != "__metadata__"
     ]
     entries.sort(key=lambda e: e.start)
+    expected_start = 0
+    for e in entries:
+        if e.dtype not in DTYPE_BYTES:
+            raise ImageMismatch(f"{source}: tensor {e.name}: unknown safetensors dtype {e.dtype!r}")
+        size = DTYPE_BYTES[e.dtype] * math.prod(e.shape)
+        if e.start != expected_start or e.end - e.start != size:
+            raise ImageMismatch(f"{source}: tensor {e.name}: bytes {e.start}-{e.end}, expected {expected_start}-"
+                                f"{expected_start + size} (tensors back to back, {e.dtype} {list(e.shape)})")
+        expected_start = e.end
     return 8 + length, entries
 
 

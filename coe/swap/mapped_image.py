@@ -35,8 +35,12 @@ class MappedImage:
             self._mapping = mmap.mmap(fd, st.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         finally:
             os.close(fd)
-        (length,) = struct.unpack("<Q", self._mapping[:8])
-        data_start, entries = parse_header(length, self._mapping[8 : 8 + length])
+        try:
+            (length,) = struct.unpack("<Q", self._mapping[:8])
+            data_start, entries = parse_header(length, self._mapping[8 : 8 + length], str(path))
+        except Exception:
+            self._mapping.close()
+            raise
         with warnings.catch_warnings():  # the mapping is read-only; torch warns that it cannot write to it
             warnings.simplefilter("ignore", UserWarning)
             self._sources = {e.name: torch.frombuffer(self._mapping, dtype=torch.uint8, count=e.end - e.start,

@@ -43,16 +43,17 @@ def preadv_exactly(fd: int, views: list[memoryview], offset: int) -> int:
     """Fills every view from the file at `offset`, in order; returns the bytes read. A short read
     (a signal, a large request) continues where it stopped; the file ending early is an error."""
     pending = [v.cast("B") for v in views if v.nbytes]
-    done = 0
-    while pending:
-        n = os.preadv(fd, pending, offset + done)
+    first = done = 0
+    while first < len(pending):
+        n = os.preadv(fd, pending[first:], offset + done)
         if n <= 0:
             raise EOFError(f"fd {fd}: file ends early, at byte {offset + done}")
         done += n
-        while pending and n >= pending[0].nbytes:
-            n -= pending.pop(0).nbytes
+        while first < len(pending) and n >= pending[first].nbytes:
+            n -= pending[first].nbytes
+            first += 1
         if n:
-            pending[0] = pending[0][n:]
+            pending[first] = pending[first][n:]
     return done
 
 
