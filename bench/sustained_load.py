@@ -21,7 +21,7 @@ import asyncio
 import statistics
 import time
 
-from bench_servers import EXPERT, VLLMServer, same_engine_setup
+from bench_servers import EXPERT, VLLMServer, add_client_priority_argument, prioritize_client, same_engine_setup
 from coe.serve.subprocess_server import CoEServer, free_port
 from endpoint_overhead import QUESTIONS, percentile  # bench/ is on sys.path when run as a script
 from side_by_side_cells import http_client, one_request
@@ -53,25 +53,6 @@ async def drive(url: str, clients: int, max_tokens: int, seconds: float) -> tupl
         return latencies, lateness, time.perf_counter() - started
 
 
-def prioritize_client(nice: int) -> str:
-    """Puts this process's scheduler autogroup at `nice` (Linux, root or CAP_SYS_NICE); says what it did.
-
-    Why: with autogroups on (`/proc/sys/kernel/sched_autogroup_enabled`, on here), CPU is shared
-    between sessions, and a process's own nice value does not count against another session's. The
-    client shares the 2 cores with the server under test; left at its session's default, its event
-    loop woke up to 339-362 ms late under `coe serve` (77-113 ms under vLLM's server), and the
-    requests it was late to send looked like 1.2-2.9 s server stalls (README, "Under load that never
-    lets up"). A client on another machine
-    never waits for the server's CPU, so this one should not either: both arms get the same client."""
-    try:
-        with open("/proc/self/autogroup", "w") as handle:
-            handle.write(str(nice))
-        with open("/proc/self/autogroup") as handle:
-            return f"client autogroup: {handle.read().strip()}"
-    except OSError as err:
-        return f"client autogroup left as it is ({err.strerror}): the client may be starved of CPU"
-
-
 def row(arm: str, latencies: list[float], lateness: list[float], elapsed: float) -> str:
     ms = sorted(x * 1000 for x in latencies)
     p50 = statistics.median(ms)
@@ -86,8 +67,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--max-tokens", type=int, default=1)
-    parser.add_argument("--client-autogroup-nice", type=int, default=-10,
-                        help="this process's autogroup nice (see prioritize_client); 0 leaves the client as any process")
+    add_client_priority_argument(parser)
     parser.add_argument("--coe-env", nargs="+", default=[], metavar="KEY=VALUE",
                         help="environment for `coe serve` (and the Ray it starts)")
     args = parser.parse_args()

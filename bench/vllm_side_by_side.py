@@ -15,7 +15,9 @@ This 2-core machine's speed drifts by 20-30% over minutes, and an arm measured m
 carried that drift in its ratio; interleaved blocks share it, and the blocks of one round give one
 ratio, so the table's 95% interval says how far the ratio moved within the run. Per cell: p50/p99 of
 the request latency over all blocks (time to first token too when streaming) and the throughput over
-the blocks' summed time. `--blocks 0` runs the older design, arm after arm (`--rounds 2`: vLLM, CoE,
+the blocks' summed time. The client shares the 2 cores with the servers, so it runs at a higher
+autogroup priority (`prioritize_client`: a client on another machine never waits for the server's
+CPU; runs before 2026-12-07 evening had none, `--client-autogroup-nice 0`). `--blocks 0` runs the older design, arm after arm (`--rounds 2`: vLLM, CoE,
 CoE, vLLM; the older runs used `--requests 48` per cell). `--coe-env KEY=VALUE`, `--coe-engine
 KEY=VALUE` (an engine option, e.g. `nice=null`) and `--coe-server KEY=VALUE` (a `server` setting) add
 an arm, CoE with those changes; `--replica-arm` one with every request through the expert replica: an
@@ -37,7 +39,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench_servers import EXPERT, VLLMServer, replica_config, same_engine_setup, settings_variant
+from bench_servers import (EXPERT, VLLMServer, add_client_priority_argument, prioritize_client, replica_config,
+                           same_engine_setup, settings_variant)
 from coe import paths
 from coe.serve.subprocess_server import CoEServer, free_port
 from paused_servers import PausableServer
@@ -151,6 +154,7 @@ def main() -> int:
                         help="with --blocks 0: 2 runs vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs")
     parser.add_argument("--replica-arm", action="store_true",
                         help="also run CoE with server.direct_engines: false (every request through the expert replica)")
+    add_client_priority_argument(parser)
     parser.add_argument("--out", type=Path, default=paths.results_dir("bench") / "vllm_side_by_side.json")
     args = parser.parse_args()
     for sig in (signal.SIGTERM, signal.SIGHUP):  # as an exception, so the servers are thawed and stopped
@@ -166,6 +170,7 @@ def main() -> int:
     if args.blocks and args.rounds != 1:
         parser.error("--rounds only goes with --blocks 0")
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    print(prioritize_client(args.client_autogroup_nice), flush=True)
     options, checkpoint, logs = same_engine_setup("coe-bench-vllm-")
     print(f"server logs in {logs}", flush=True)
     factories = arm_factories(args, options, checkpoint, logs, extra_env, engine_overrides, server_overrides)
