@@ -15,6 +15,7 @@ from coe.config import ExpertConfig
 from coe.experts.shared_engine import node_id
 from coe.experts.vllm_backend import VLLMBackend
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
+from coe.serve.gc_heap import freeze_gc_heap
 
 
 class ExpertDeployment:
@@ -34,6 +35,7 @@ class ExpertDeployment:
         )
         await self.backend.start()
         self.node_id = node_id()
+        freeze_gc_heap(f"expert '{expert.id}'")
 
     async def engine_link(self, node_id: str) -> dict | None:
         """A frontend slot of this replica's engine for an ingress on the same node, with what that

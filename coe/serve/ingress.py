@@ -18,6 +18,7 @@ from coe.experts.base import ExpertBackend, ExpertInfo
 from coe.experts.litellm_backend import LiteLLMBackend
 from coe.failover.caller import FailoverCaller
 from coe.serve.app_builder import linkable
+from coe.serve.gc_heap import freeze_gc_heap
 from coe.serve.handle_client import ServeHandleClient
 from coe.serve.linked_engine import LinkedEngine, LinkedExpertClient
 from coe.serve.pool_client import PooledExpertClient, describe_slots
@@ -95,4 +96,5 @@ class Ingress:
         if self.pools:
             self.shared.metric_sources.append(self.swap_metrics)
         self.shared.install(app, list(self.state.infos))
+        freeze_gc_heap("ingress")
         return app

@@ -29,6 +29,7 @@ from coe.errors import ExpertUnavailable
 from coe.experts.base import ExpertBackend
 from coe.experts.shared_engine import EngineLink, EngineNotAnswering, node_id, watch_engine
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult, elapsed_ms
+from coe.serve.gc_heap import freeze_gc_heap, long_pauses_expected
 from coe.serve.handle_client import ServeHandleClient
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class LinkedEngine:
                 return
             self.backend = backend
             self._settled.set()
+            freeze_gc_heap(f"expert '{self.engine.id}' linked")  # vLLM's frontend was imported just now
             log.info("expert '%s': linked to its engine (frontend slot %d of %d)", self.engine.id,
                      backend.link.client_index, backend.link.client_count)
             try:
@@ -119,8 +121,9 @@ class LinkedEngine:
                               adapters={name: Path(path) for name, path in offer["adapters"].items()},
                               link=EngineLink(**offer["link"]))
         try:
-            await asyncio.to_thread(_import_vllm)  # seconds, the first time
-            await backend.start()  # the attach runs off the event loop too
+            with long_pauses_expected():
+                await asyncio.to_thread(_import_vllm)  # seconds, the first time
+                await backend.start()  # the attach runs off the event loop too
         except EngineNotAnswering:
             backend.close()
             raise

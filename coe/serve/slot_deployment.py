@@ -11,6 +11,7 @@ from pathlib import Path
 
 from coe.config import ExpertConfig, SwapPoolConfig
 from coe.protocol import GenerationDelta, GenerationRequest, GenerationResult
+from coe.serve.gc_heap import freeze_gc_heap
 from coe.swap.slot import EngineSlot
 
 
@@ -27,6 +28,7 @@ class SlotDeployment:
         paths = {k: Path(v) for k, v in checkpoints.items()}
         self.slot = EngineSlot(name, pool, experts, paths, Path(image_root), cpu_bind)
         await self.slot.start()
+        freeze_gc_heap(f"swap slot '{name}'")
 
     async def chat(self, expert: str, request: GenerationRequest) -> GenerationResult:
         return await self.slot.chat(expert, request)
