@@ -2,10 +2,10 @@
 
 Why: a process that imports Ray, FastAPI, LiteLLM, transformers and vLLM's frontend holds about a
 million objects tracked by the garbage collector before it serves anything, and a full (oldest
-generation) collection walks all of them: 490-500 ms here, with the GIL held, so every request the
-process is serving waits that long. Without a freeze, the ingress ran one such collection of 310-325 ms
-early in its serving life (logged in every run of bench/sustained_load.py and
-bench/vllm_side_by_side.py that had the freeze off); with it, none of that size.
+generation) collection walks all of them: 490-502 ms here, with the GIL held, so every request the
+process is serving waits that long. Without a freeze, the ingress ran one or two such collections of
+310-325 ms early in its serving life (logged in each of three bench runs with the freeze off); with
+it, none of that size.
 Throughput did not move measurably either way (README, Performance). vLLM's own API server
 freezes its heap once it is up (`vllm.utils.gc_utils.freeze_gc_heap`); CoE's ingress and expert
 replicas run the same frontend without vLLM's server around it, so they do it here: once the process
