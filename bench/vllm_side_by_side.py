@@ -17,11 +17,12 @@ ratio, so the table's 95% interval says how far the ratio moved within the run. 
 the request latency over all blocks (time to first token too when streaming) and the throughput over
 the blocks' summed time. The client shares the 2 cores with the servers, so it runs at a higher
 autogroup priority (`prioritize_client`: a client on another machine never waits for the server's
-CPU; runs before 2026-12-07 evening had none, `--client-autogroup-nice 0`). `--blocks 0` runs the older design, arm after arm (`--rounds 2`: vLLM, CoE,
-CoE, vLLM; the older runs used `--requests 48` per cell). `--coe-env KEY=VALUE`, `--coe-engine
-KEY=VALUE` (an engine option, e.g. `nice=null`) and `--coe-server KEY=VALUE` (a `server` setting) add
-an arm, CoE with those changes; `--replica-arm` one with every request through the expert replica: an
-A/B of one setting against vLLM and plain CoE in the same run.
+CPU; runs before 2026-12-07 evening had none, `--client-autogroup-nice 0`). `--blocks 0` runs the
+older design, arm after arm (`--rounds 2`: vLLM, CoE, CoE, vLLM; the older runs used `--requests 48`
+per cell). `--coe-env KEY=VALUE`, `--coe-engine KEY=VALUE` (an engine option, e.g. `nice=null`) and
+`--coe-server KEY=VALUE` (a `server` setting) add an arm, CoE with those changes; `--replica-arm` one
+with every request through the expert replica: an A/B of one setting against vLLM and plain CoE in
+the same run.
 
     make bench-vllm            # or: python bench/vllm_side_by_side.py --clients 1 8
 """

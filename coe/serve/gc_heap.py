@@ -5,16 +5,17 @@ million objects tracked by the garbage collector before it serves anything, and 
 generation) collection walks all of them: 490-502 ms here, with the GIL held, so every request the
 process is serving waits that long. Without a freeze, the ingress ran one or two such collections of
 310-325 ms early in its serving life (logged in each of three bench runs with the freeze off); with
-it, none of that size.
-Throughput did not move measurably either way (README, Performance). vLLM's own API server
-freezes its heap once it is up (`vllm.utils.gc_utils.freeze_gc_heap`); CoE's ingress and expert
-replicas run the same frontend without vLLM's server around it, so they do it here: once the process
-is built, and again after a late import (the ingress attaches to an engine, importing vLLM, after it
-is up). After the freeze a full collection of the same heap took 0.01 ms.
+it, none of that size. Throughput did not move measurably either way (README, Performance).
 
-`COE_GC_FREEZE=0` leaves the collector as it is (an A/B in bench/vllm_side_by_side.py). Either way, once a
-process serves, a collection that pauses it for over `LONG_PAUSE_MS` is logged as a warning, so a stall
-of this kind shows in the log instead of passing for a slow engine.
+vLLM's own API server freezes its heap once it is up (`vllm.utils.gc_utils.freeze_gc_heap`); CoE's
+ingress and expert replicas run the same frontend without vLLM's server around it, so they do it
+here: once the process is built, and again after a late import (the ingress attaches to an engine,
+importing vLLM, after it is up; that second collection walks only what came after the first
+freeze). After the freeze a full collection of the same heap took 0.01 ms.
+
+`COE_GC_FREEZE=0` leaves the collector as it is (an A/B in bench/vllm_side_by_side.py). Either way,
+once a process serves, a collection that pauses it for over `LONG_PAUSE_MS` is logged as a warning,
+so a stall of this kind shows in the log instead of passing for a slow engine.
 """
 
 from __future__ import annotations
