@@ -16,23 +16,10 @@ from __future__ import annotations
 import argparse
 import time
 
-import psutil
-
 from bench_servers import EXPERT, VLLMServer, same_engine_setup
 from coe.serve.subprocess_server import CoEServer, free_port
+from process_cpu import cpu_seconds
 from vllm_side_by_side import key_values
-
-
-def cpu_seconds(root: int) -> dict[int, tuple[str, float]]:
-    """CPU time (user + system) of every process under `root`, by pid, with its title."""
-    out = {}
-    for proc in [psutil.Process(root), *psutil.Process(root).children(recursive=True)]:
-        try:
-            times = proc.cpu_times()
-            out[proc.pid] = (" ".join(proc.cmdline())[:80], times.user + times.system)
-        except psutil.Error:  # ended between the listing and the read
-            continue
-    return out
 
 
 def idle_share(root: int, settle_s: float, seconds: float) -> list[tuple[float, str]]:
@@ -49,7 +36,7 @@ def report(name: str, shares: list[tuple[float, str]]) -> None:
     print(f"\n{name}: {100 * sum(s for s, _ in shares):.1f}% of a core in all, idle")
     for share, title in shares:
         if share > 0.002:
-            print(f"  {100 * share:5.1f}%  {title}")
+            print(f"  {100 * share:5.1f}%  {title[:80]}")
 
 
 def main() -> None:

@@ -10,13 +10,14 @@ import math
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from endpoint_overhead import QUESTIONS, percentile  # bench/ is on sys.path when run as a script
 from paused_servers import PausableServer
+from process_cpu import ROLES, cpu_by_role, cpu_seconds
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Cell:
     throughput_rps: float
     completion_tokens: int
     block_rps: tuple[float, ...] = ()  # with --blocks: each block's throughput, in block order
+    cpu_ms_per_request: dict[str, float] = field(default_factory=dict)  # by role (process_cpu.py), over the blocks
 
 
 async def one_request(client: httpx.AsyncClient, model: str, question: str, max_tokens: int,
@@ -66,11 +68,13 @@ class Block:
     firsts_ms: list[float]
     tokens: int
     elapsed_s: float
+    cpu_s: dict[str, float] = field(default_factory=dict)  # the server's CPU by role while the block ran
 
 
 async def timed_block(client: httpx.AsyncClient, model: str, max_tokens: int, clients: int, stream: bool,
-                      requests: int) -> Block:
-    """`requests` requests from `clients` concurrent clients, after two untimed warm-up requests."""
+                      requests: int, server_pid: int | None = None) -> Block:
+    """`requests` requests from `clients` concurrent clients, after two untimed warm-up requests; with
+    `server_pid`, the CPU its process tree used meanwhile, by role."""
     for q in QUESTIONS[:2]:
         await one_request(client, model, q, max_tokens, stream)
     queue = list(range(requests))
@@ -88,9 +92,12 @@ async def timed_block(client: httpx.AsyncClient, model: str, max_tokens: int, cl
                 firsts.append(first * 1000)
             tokens += produced
 
+    cpu_before = cpu_seconds(server_pid) if server_pid is not None else {}
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return Block(latencies, firsts, tokens, time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    cpu = cpu_by_role(cpu_before, cpu_seconds(server_pid)) if server_pid is not None else {}
+    return Block(latencies, firsts, tokens, elapsed, cpu)
 
 
 def summarize(arm: str, max_tokens: int, clients: int, stream: bool, blocks: list[Block]) -> Cell:
@@ -98,10 +105,12 @@ def summarize(arm: str, max_tokens: int, clients: int, stream: bool, blocks: lis
     time, and each block's own throughput (paired with the other arm's block run beside it)."""
     latencies = [ms for b in blocks for ms in b.latencies_ms]
     firsts = [ms for b in blocks for ms in b.firsts_ms]
+    cpu = {role: round(1000 * sum(b.cpu_s[role] for b in blocks) / len(latencies), 2)
+           for role in ROLES} if all(b.cpu_s for b in blocks) else {}
     return Cell(arm, max_tokens, clients, stream, len(latencies), round(statistics.median(latencies), 1),
                 round(percentile(latencies, 0.99), 1), round(statistics.median(firsts), 1) if firsts else None,
                 round(len(latencies) / sum(b.elapsed_s for b in blocks), 4), sum(b.tokens for b in blocks),
-                tuple(round(len(b.latencies_ms) / b.elapsed_s, 4) for b in blocks))
+                tuple(round(len(b.latencies_ms) / b.elapsed_s, 4) for b in blocks), cpu)
 
 
 async def cell(client: httpx.AsyncClient, arm: str, model: str, max_tokens: int, clients: int, stream: bool,
@@ -157,7 +166,7 @@ async def run_interleaved(servers: dict[str, Any], pausable: dict[str, PausableS
                 for arm in arms[round_ % len(arms):] + arms[:round_ % len(arms)]:
                     with pausable[arm].running():
                         blocks[arm].append(await timed_block(clients_by_arm[arm], model, max_tokens, clients,
-                                                             stream, requests))
+                                                             stream, requests, pausable[arm].pid))
             for arm in arms:
                 cells[arm].append(summarize(arm, max_tokens, clients, stream, blocks[arm]))
             line = ", ".join(f"{arm} p50 {cells[arm][-1].p50_ms:.1f} ms {cells[arm][-1].throughput_rps:.2f} req/s" for arm in arms)

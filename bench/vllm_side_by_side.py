@@ -45,6 +45,7 @@ from bench_servers import (EXPERT, VLLMServer, add_client_priority_argument, pri
 from coe import paths
 from coe.serve.subprocess_server import CoEServer, free_port
 from paused_servers import PausableServer
+from process_cpu import ROLES
 from side_by_side_cells import Cell, block_ratio_interval, mean_cells, run_arm, run_interleaved
 
 def key_values(parser: argparse.ArgumentParser, items: list[str], flag: str = "--coe-env") -> dict[str, str]:
@@ -68,6 +69,21 @@ def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
                      f"| {c.p50_ms - v.p50_ms:+.1f} | {ttft} | {v.throughput_rps:.2f} | {c.throughput_rps:.2f} "
                      f"| {c.throughput_rps / v.throughput_rps:.3f}x | {interval} |")
     return "\n".join(lines)
+
+
+def cpu_markdown(cells: dict[str, list[Cell]]) -> str:
+    """Each arm's CPU per request by role (bench/process_cpu.py: engine, frontend, the rest of its
+    process tree), per cell: where each server's CPU went, beside the ratios above."""
+    arms = [arm for arm, arm_cells in cells.items() if arm_cells and arm_cells[0].cpu_ms_per_request]
+    if not arms:
+        return ""
+    lines = ["| max_tokens | clients | stream | " + " | ".join(f"{arm}: engine / frontend / rest" for arm in arms) + " |",
+             "|---:|---:|---|" + "---:|" * len(arms)]
+    for row in zip(*(cells[arm] for arm in arms)):
+        first = row[0]
+        lines.append(f"| {first.max_tokens} | {first.clients} | {'yes' if first.stream else 'no'} | " + " | ".join(
+            " / ".join(f"{c.cpu_ms_per_request[role]:.1f}" for role in ROLES) for c in row) + " |")
+    return "CPU ms per request, by role:\n" + "\n".join(lines)
 
 
 ARM_TITLES = {"coe+replica": "through the expert replica (server.direct_engines: false)"}
@@ -194,6 +210,7 @@ def main() -> int:
         if vllm and arm_cells:
             title = "" if arm == "coe" else f"\n{ARM_TITLES.get(arm, f'with {variant}')}:\n"
             print(title + markdown(vllm, arm_cells))
+    print("\n" + cpu_markdown(cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     intervals = {arm: [block_ratio_interval(v, c) for v, c in zip(vllm, arm_cells)] for arm, arm_cells in others.items()}
     args.out.write_text(json.dumps({"cells": {arm: [asdict(c) for c in arm_cells] for arm, arm_cells in cells.items()},
