@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import psutil
 
+from paused_servers import process_tree
+
 ROLES = ("engine", "frontend", "rest")
 
 
 def cpu_seconds(root: int) -> dict[int, tuple[str, float]]:
     """CPU time (user + system) of every process under `root`, by pid, with its title (its command line)."""
     out = {}
-    try:
-        procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return out
-    for proc in procs:
+    for proc in process_tree(root):
         try:
             times = proc.cpu_times()
             out[proc.pid] = (" ".join(proc.cmdline()), times.user + times.system)
