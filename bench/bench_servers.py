@@ -83,27 +83,32 @@ def settings_variant(logs: Path, engine: dict[str, str], server: dict[str, str])
     expert = config["experts"][0]
     expert["engine"].update({k: yaml.safe_load(v) for k, v in engine.items()})
     return config_variant(logs, "coe-variant.yaml", experts=[expert],
-                          server={**config.get("server", {}), **{k: yaml.safe_load(v) for k, v in server.items()}})
+                          server={k: yaml.safe_load(v) for k, v in server.items()})
 
 
 def same_engine_setup(prefix: str) -> tuple[Any, Path, Path]:
     """The bench expert's engine options pinned to core 0, its checkpoint, and a fresh log folder holding
-    a coe.yaml with that expert alone: what both arms of a side-by-side run share."""
+    a coe.yaml with that expert alone: what both arms of a side-by-side run share. CoE runs without its
+    access log (`server.access_log: false`) as vLLM's server runs with `--disable-uvicorn-access-log`:
+    neither writes a line per request (`--coe-server access_log=true` is the A/B)."""
     expert = load_config().expert(EXPERT)
     if expert is None:
         raise SystemExit(f"the default coe.yaml has no expert {EXPERT}")
     options = expert.engine.model_copy(update={"cpu_bind": "0"})
     logs = Path(tempfile.mkdtemp(prefix=prefix))
-    config = {"experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
+    config = {"server": {"access_log": False}, "experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
     (logs / "coe.yaml").write_text(yaml.safe_dump(config))
     return options, resolve_checkpoint(expert), logs
 
 
 def config_variant(logs: Path, name: str, **sections: Any) -> Path:
-    """The bench coe.yaml with top-level sections replaced (`server`, `router`...), written beside it as
-    `name`: an A/B arm that differs from plain CoE in exactly those settings."""
+    """The bench coe.yaml with top-level sections changed (`server`, `router`...; a mapping's keys are
+    updated, anything else replaced), written beside it as `name`: an A/B arm that differs from plain
+    CoE in exactly those settings."""
     config = yaml.safe_load((logs / "coe.yaml").read_text())
-    config.update(sections)
+    for section, value in sections.items():
+        old = config.get(section)
+        config[section] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
     path = logs / name
     path.write_text(yaml.safe_dump(config))
     return path

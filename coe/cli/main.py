@@ -33,12 +33,13 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help="Port to listen on (default: from config).")] = None,
     redis_url: Annotated[Optional[str], typer.Option(help="Share state through this Redis (default: state.redis_url).")] = None,
     allow_unauthenticated: Annotated[bool, typer.Option("--allow-unauthenticated", help="Serve a non-loopback address without API keys.")] = False,
+    no_access_log: Annotated[bool, typer.Option("--no-access-log", help="No log line per request (server.access_log: false).")] = False,
 ) -> None:
     """Serve the experts of a coe.yaml behind one OpenAI-compatible endpoint (local Ray)."""
     with fail_cleanly():
         from coe.cli.serve_cmd import run_serve
 
-        run_serve(config, host, port, redis_url, allow_unauthenticated)
+        run_serve(config, host, port, redis_url, allow_unauthenticated, access_log=False if no_access_log else None)
 
 
 keys_app = typer.Typer(help="API keys: CoE stores only their sha256.", no_args_is_help=True)

@@ -29,8 +29,10 @@ def refuse_open_door(config) -> None:
 
 
 def run_serve(config_path: Path | None, host: str | None, port: int | None, redis_url: str | None = None,
-              allow_unauthenticated: bool = False) -> None:
+              allow_unauthenticated: bool = False, access_log: bool | None = None) -> None:
     config = load_config(config_path)
+    if access_log is not None:
+        config.server.access_log = access_log
     if redis_url is not None:
         config.state.redis_url = redis_url
     if host is not None:

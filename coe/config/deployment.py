@@ -49,6 +49,12 @@ class ServerConfig(StrictModel):
         "thread's, so each request skips two thread hops (coe/serve/serve_config.py: INGRESS_MAIN_LOOP_ENV). "
         "Expert and slot replicas, which boot engines, keep their separate thread.",
     )
+    access_log: bool = Field(
+        True, description="Log one line per request from the ingress (Ray Serve's access log: method, path, status, "
+        "time), in its replica log and `coe serve`'s terminal. False (`coe serve --no-access-log`) is what vLLM's "
+        "`--disable-uvicorn-access-log` does: on a 2-core machine each line costs CPU in the ingress and in Ray's "
+        "log forwarding that the engine would otherwise get.",
+    )
     direct_engines: bool = Field(
         True, description="An ingress replica runs its own vLLM frontend on each dedicated engine of its node (one "
         "replica, no autoscaling), one process hop less than through the expert replica; the replica keeps owning "

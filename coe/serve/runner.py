@@ -18,7 +18,7 @@ from pathlib import Path
 from coe.config import CoEConfig
 from coe.serve.app_builder import build_application, required_cpus
 from coe.serve.direct_ingress import direct_ingress_env, free_local_port, uses_direct_ingress
-from coe.serve.serve_config import APP_ENV
+from coe.serve.serve_config import APP_ENV, logging_config
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def serve_forever(
     try:
         serve.start(http_options={"host": host, "port": proxy_port})
         app = build_application(config, checkpoints)
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=logging_config(config))
         on_ready(f"http://{host}:{port}")
         while not stop.is_set():
             time.sleep(0.5)

@@ -86,6 +86,12 @@ def ingress_options(config: CoEConfig) -> dict[str, Any]:
     return options
 
 
+def logging_config(config: CoEConfig) -> dict[str, Any]:
+    """Ray Serve's logging for every deployment of the app. `server.access_log: false` drops the line per
+    request (ingress, and expert replicas on the replica path) as vLLM's `--disable-uvicorn-access-log` does."""
+    return {"enable_access_log": config.server.access_log}
+
+
 def build_serve_config(config: CoEConfig, coe_yaml: dict[str, Any]) -> dict[str, Any]:
     """The Serve config (`serve deploy` / RayService `serveConfigV2`) for `coe_yaml`, already validated
     as `config`. The coe.yaml travels inside as the application's args; every deployment's options are
@@ -105,6 +111,7 @@ def build_serve_config(config: CoEConfig, coe_yaml: dict[str, Any]) -> dict[str,
                 "import_path": IMPORT_PATH,
                 "runtime_env": {"env_vars": dict(APP_ENV)},
                 "args": {"config": coe_yaml},
+                "logging_config": logging_config(config),
                 "deployments": deployments,
             }
         ],

@@ -16,6 +16,7 @@ from coe.serve.runner import LEAN_RAY_ENV, NO_MEMORY_MONITOR_ENV
 from coe.serve.serve_config import INGRESS_MAIN_LOOP_ENV, INGRESS_NAME
 from tests.integration.conftest import GEMMA, MOE, MOE_SWAPPED, REMOTE, SMOL, VARIANT
 from tests.integration.processes import deployment_processes, processes_titled, replica_processes, serve_controller
+from tests.integration.server_log import lines_naming, probe_request
 
 CAPITAL = [{"role": "user", "content": "What is the capital of France?"}]
 
@@ -188,3 +189,11 @@ def test_coe_serves_local_ray_runs_lean(coe_server) -> None:
     # memory another program holds.
     (raylet,) = processes_titled(coe_server.proc.pid, "/raylet/raylet")
     assert {name: raylet.environ().get(name) for name in NO_MEMORY_MONITOR_ENV} == NO_MEMORY_MONITOR_ENV
+
+
+def test_each_request_leaves_one_access_line(coe_server) -> None:
+    # server.access_log defaults to true, as vLLM's uvicorn access log does; the LoRA server
+    # (tests/integration/test_lora_experts.py) runs with it false and checks the lines are gone.
+    request_id = probe_request(coe_server, SMOL)
+    lines = lines_naming(coe_server, request_id, wait_s=20)
+    assert len(lines) == 1 and "POST /v1/chat/completions 200" in lines[0], lines

@@ -28,6 +28,7 @@ from coe.experts.vllm_backend import VLLMBackend
 from coe.models.prepare import prepare
 from coe.protocol import GenerationRequest, SamplingSettings
 from coe.finetune.quick import build_specialists
+from tests.integration.server_log import lines_naming, probe_request
 
 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
 
@@ -83,7 +84,7 @@ def lora_server(specialists: dict[str, Path], tmp_path_factory: pytest.TempPathF
 
     folder = tmp_path_factory.mktemp("lora-serve")
     engine = {"cpu_bind": "0", "max_model_len": 512, "dtype": "float32"}
-    config = {"experts": [{"id": BASE, "weights": f"bundled:{BASE}", "engine": engine},
+    config = {"server": {"access_log": False}, "experts": [{"id": BASE, "weights": f"bundled:{BASE}", "engine": engine},
                           *({"id": f"smollm2-{name}", "adapter": {"base": BASE, "path": str(path / "adapter")}}
                             for name, path in specialists.items())]}
     (folder / "coe.yaml").write_text(yaml.safe_dump(config))
@@ -125,6 +126,12 @@ def test_the_endpoint_serves_each_adapter_as_an_expert(reference, lora_server) -
     served = {name: [text for (model, _), (_, _, text) in zip(jobs, results) if model == expert]
               for name, expert in (("base", BASE), ("code", "smollm2-code"), ("math", "smollm2-math"))}
     assert served == reference
+
+    # `server.access_log: false` (`coe serve --no-access-log`): no line per request. The session's server,
+    # with the default, prints its probe's line within seconds (test_chat_endpoint.py).
+    request_id = probe_request(lora_server, BASE)
+    assert lines_naming(lora_server, request_id, wait_s=10) == []
+    assert lines_naming(lora_server, "POST /v1/chat/completions", wait_s=0) == []
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
