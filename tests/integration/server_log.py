@@ -20,12 +20,14 @@ def probe_request(server: CoEServer, model: str) -> str:
     return request_id
 
 
-def lines_naming(server: CoEServer, text: str, wait_s: float) -> list[str]:
-    """The lines of the server's output that contain `text`, once they appear or after `wait_s` seconds
-    (Ray forwards a replica's output to the driver a moment after it is written)."""
+def lines_naming(server: CoEServer, *texts: str, wait_s: float) -> list[str]:
+    """The lines of the server's output that contain every one of `texts`, once they appear or after
+    `wait_s` seconds (Ray forwards each replica's output to the driver a moment after it is written,
+    each replica on its own)."""
     deadline = time.monotonic() + wait_s
     while True:
-        lines = [line for line in server.log_path.read_text(errors="replace").splitlines() if text in line]
+        lines = [line for line in server.log_path.read_text(errors="replace").splitlines()
+                 if all(text in line for text in texts)]
         if lines or time.monotonic() > deadline:
             return lines
         time.sleep(0.25)
