@@ -96,7 +96,8 @@ def same_engine_setup(prefix: str) -> tuple[Any, Path, Path]:
         raise SystemExit(f"the default coe.yaml has no expert {EXPERT}")
     options = expert.engine.model_copy(update={"cpu_bind": "0"})
     logs = Path(tempfile.mkdtemp(prefix=prefix))
-    config = {"server": {"access_log": False}, "experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
+    config = {"server": {"access_log": False},
+              "experts": [{**expert.model_dump(mode="json", exclude_none=True), "engine": options.model_dump()}]}
     (logs / "coe.yaml").write_text(yaml.safe_dump(config))
     return options, resolve_checkpoint(expert), logs
 
