@@ -39,7 +39,7 @@ def serve(
     with fail_cleanly():
         from coe.cli.serve_cmd import run_serve
 
-        run_serve(config, host, port, redis_url, allow_unauthenticated, access_log=False if no_access_log else None)
+        run_serve(config, host, port, redis_url, allow_unauthenticated, no_access_log)
 
 
 keys_app = typer.Typer(help="API keys: CoE stores only their sha256.", no_args_is_help=True)

@@ -29,10 +29,8 @@ def refuse_open_door(config) -> None:
 
 
 def run_serve(config_path: Path | None, host: str | None, port: int | None, redis_url: str | None = None,
-              allow_unauthenticated: bool = False, access_log: bool | None = None) -> None:
+              allow_unauthenticated: bool = False, no_access_log: bool = False) -> None:
     config = load_config(config_path)
-    if access_log is not None:
-        config.server.access_log = access_log
     if redis_url is not None:
         config.state.redis_url = redis_url
     if host is not None:
@@ -40,6 +38,7 @@ def run_serve(config_path: Path | None, host: str | None, port: int | None, redi
     if port is not None:
         config.server.port = port
     config.server.allow_unauthenticated |= allow_unauthenticated
+    config.server.access_log &= not no_access_log
     refuse_open_door(config)
     from coe.serve.direct_ingress import check_port_free
 

@@ -50,10 +50,11 @@ class ServerConfig(StrictModel):
         "Expert and slot replicas, which boot engines, keep their separate thread.",
     )
     access_log: bool = Field(
-        True, description="Log one line per request from the ingress (Ray Serve's access log: method, path, status, "
-        "time), in its replica log and `coe serve`'s terminal. False (`coe serve --no-access-log`) is what vLLM's "
-        "`--disable-uvicorn-access-log` does: on a 2-core machine each line costs CPU in the ingress and in Ray's "
-        "log forwarding that the engine would otherwise get.",
+        True, description="Log one line per request (Ray Serve's access log: method, path, status, time) from the "
+        "ingress, and from an expert replica a request passes through, in the replica logs and `coe serve`'s "
+        "terminal. False (`coe serve --no-access-log`) is what vLLM's `--disable-uvicorn-access-log` does: on a "
+        "2-core machine each line costs CPU in the ingress and in Ray's log forwarding that the engine would "
+        "otherwise get.",
     )
     direct_engines: bool = Field(
         True, description="An ingress replica runs its own vLLM frontend on each dedicated engine of its node (one "
