@@ -33,6 +33,7 @@ class Cell:
     throughput_rps: float
     completion_tokens: int
     block_rps: tuple[float, ...] = ()  # with --blocks: each block's throughput, in block order
+    block_p50_ms: tuple[float, ...] = ()  # with --blocks: each block's own p50, in block order
     cpu_ms_per_request: dict[str, float] = field(default_factory=dict)  # by role (process_cpu.py), over the blocks
 
 
@@ -102,7 +103,7 @@ async def timed_block(client: httpx.AsyncClient, model: str, max_tokens: int, cl
 
 def summarize(arm: str, max_tokens: int, clients: int, stream: bool, blocks: list[Block]) -> Cell:
     """One cell from its blocks: percentiles over every request, throughput over the blocks' summed
-    time, and each block's own throughput (paired with the other arm's block run beside it)."""
+    time, and each block's own throughput and p50 (paired with the other arm's block run beside it)."""
     latencies = [ms for b in blocks for ms in b.latencies_ms]
     firsts = [ms for b in blocks for ms in b.firsts_ms]
     cpu = {role: round(1000 * sum(b.cpu_s[role] for b in blocks) / len(latencies), 2)
@@ -110,7 +111,8 @@ def summarize(arm: str, max_tokens: int, clients: int, stream: bool, blocks: lis
     return Cell(arm, max_tokens, clients, stream, len(latencies), round(statistics.median(latencies), 1),
                 round(percentile(latencies, 0.99), 1), round(statistics.median(firsts), 1) if firsts else None,
                 round(len(latencies) / sum(b.elapsed_s for b in blocks), 4), sum(b.tokens for b in blocks),
-                tuple(round(len(b.latencies_ms) / b.elapsed_s, 4) for b in blocks), cpu)
+                tuple(round(len(b.latencies_ms) / b.elapsed_s, 4) for b in blocks),
+                tuple(round(statistics.median(b.latencies_ms), 1) for b in blocks), cpu_ms_per_request=cpu)
 
 
 async def cell(client: httpx.AsyncClient, arm: str, model: str, max_tokens: int, clients: int, stream: bool,
@@ -193,6 +195,33 @@ def block_ratio_interval(vllm: Cell, coe: Cell) -> tuple[float, float, float] | 
     logs = [math.log(c / v) for c, v in pairs]
     mean, half = statistics.mean(logs), T95.get(len(logs) - 1, 1.96) * statistics.stdev(logs) / math.sqrt(len(logs))
     return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+
+
+def block_p50_difference_interval(vllm: Cell, coe: Cell) -> tuple[float, float, float] | None:
+    """The mean of CoE's block p50 minus vLLM's in the paired blocks, in ms, and its 95% t-interval;
+    None with fewer than two blocks. The pooled p50s' difference is one number whose noise the table
+    would not show: at 32 tokens it swung between -156 and +167 ms from run to run on 1.4-2.1 s p50s,
+    so whether a cell meets a +10 ms target needs the interval beside it."""
+    pairs = list(zip(coe.block_p50_ms, vllm.block_p50_ms))
+    if len(pairs) < 2:
+        return None
+    differences = [c - v for c, v in pairs]
+    mean = statistics.mean(differences)
+    half = T95.get(len(differences) - 1, 1.96) * statistics.stdev(differences) / math.sqrt(len(differences))
+    return mean, mean - half, mean + half
+
+
+def verdict(bounds: tuple[float, float, float] | None, limit: float, at_least: bool) -> str:
+    """Whether a paired interval puts CoE on the right side of an issue-16 target (`at_least`: the
+    throughput ratio >= limit; otherwise the p50 difference <= limit): `met` (the whole interval on
+    the right side), `missed` (wholly on the wrong side), `unresolved` (it spans the limit: this run
+    cannot tell), `-` without blocks."""
+    if bounds is None:
+        return "-"
+    _, low, high = bounds
+    if at_least:
+        return "met" if low >= limit else "missed" if high < limit else "unresolved"
+    return "met" if high <= limit else "missed" if low > limit else "unresolved"
 
 
 def mean_cells(runs: list[list[Cell]]) -> list[Cell]:

@@ -14,12 +14,14 @@ process under them, so they cost nothing: bench/paused_servers.py), the arms' or
 This 2-core machine's speed drifts by 20-30% over minutes, and an arm measured minutes after the other
 carried that drift in its ratio; interleaved blocks share it, and the blocks of one round give one
 ratio, so the table's 95% interval says how far the ratio moved within the run. Per cell: p50/p99 of
-the request latency over all blocks (time to first token too when streaming) and the throughput over
-the blocks' summed time. The client shares the 2 cores with the servers, so it runs at a higher
-autogroup priority (`prioritize_client`: a client on another machine never waits for the server's
-CPU; runs before 2026-12-07 evening had none, `--client-autogroup-nice 0`). `--blocks 0` runs the
-older design, arm after arm (`--rounds 2`: vLLM, CoE, CoE, vLLM; the older runs used `--requests 48`
-per cell). `--coe-env KEY=VALUE`, `--coe-engine KEY=VALUE` (an engine option, e.g. `nice=null`) and
+the request latency over all blocks (time to first token too when streaming), the throughput over
+the blocks' summed time, the paired blocks' ratio and p50 difference with their 95% intervals, and
+whether those intervals meet issue 16's targets (>= 0.9x, <= +10 ms), miss them or cannot tell.
+The client shares the 2 cores with the servers, so it runs at a higher autogroup priority
+(`prioritize_client`: a client on another machine never waits for the server's CPU; runs before
+2026-12-07 evening had none, `--client-autogroup-nice 0`). `--blocks 0` runs the older design, arm
+after arm (`--rounds 2`: vLLM, CoE, CoE, vLLM; the older runs used `--requests 48` per cell).
+`--coe-env KEY=VALUE`, `--coe-engine KEY=VALUE` (an engine option, e.g. `nice=null`) and
 `--coe-server KEY=VALUE` (a `server` setting) add an arm, CoE with those changes; `--replica-arm` one
 with every request through the expert replica: an A/B of one setting against vLLM and plain CoE in
 the same run.
@@ -35,6 +37,7 @@ import json
 import os
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -46,7 +49,8 @@ from coe import paths
 from coe.serve.subprocess_server import CoEServer, free_port
 from paused_servers import PausableServer
 from process_cpu import ROLES
-from side_by_side_cells import Cell, block_ratio_interval, mean_cells, run_arm, run_interleaved
+from side_by_side_cells import (Cell, block_p50_difference_interval, block_ratio_interval, mean_cells, run_arm,
+                                run_interleaved, verdict)
 
 def key_values(parser: argparse.ArgumentParser, items: list[str], flag: str = "--coe-env") -> dict[str, str]:
     """KEY=VALUE items as a dict (a usage error otherwise)."""
@@ -56,18 +60,33 @@ def key_values(parser: argparse.ArgumentParser, items: list[str], flag: str = "-
         parser.error(f"{flag} takes KEY=VALUE items, got {items}")
 
 
+# Issue 16's targets: CoE's throughput at least 0.9x vLLM's server's, its p50 at most 10 ms longer.
+TARGET_RATIO, TARGET_P50_MS = 0.9, 10.0
+
+
 def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
+    """One row per cell: both servers' pooled numbers, then the paired blocks' throughput ratio and p50
+    difference with their 95% intervals, and what those intervals say about each target."""
     lines = ["| max_tokens | clients | stream | vLLM p50 ms | CoE p50 ms | +ms | vLLM TTFT p50 | CoE TTFT p50 "
-             "| vLLM req/s | CoE req/s | CoE / vLLM | paired blocks: mean [95% interval] |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| vLLM req/s | CoE req/s | CoE / vLLM | paired blocks: ratio [95%] | paired blocks: +ms [95%] "
+             f"| >= {TARGET_RATIO}x | <= +{TARGET_P50_MS:.0f} ms |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    verdicts: list[tuple[str, str]] = []
     for v, c in zip(vllm, coe):
-        bounds = block_ratio_interval(v, c)
-        interval = f"{bounds[0]:.3f}x [{bounds[1]:.3f}, {bounds[2]:.3f}]" if bounds else "-"
+        ratio, p50 = block_ratio_interval(v, c), block_p50_difference_interval(v, c)
+        ratio_text = f"{ratio[0]:.3f}x [{ratio[1]:.3f}, {ratio[2]:.3f}]" if ratio else "-"
+        p50_text = f"{p50[0]:+.1f} [{p50[1]:+.1f}, {p50[2]:+.1f}]" if p50 else "-"
         ttft = (f"{v.ttft_p50_ms:.1f} | {c.ttft_p50_ms:.1f}" if v.ttft_p50_ms is not None and c.ttft_p50_ms is not None
                 else "- | -")
         lines.append(f"| {v.max_tokens} | {v.clients} | {'yes' if v.stream else 'no'} | {v.p50_ms:.1f} | {c.p50_ms:.1f} "
                      f"| {c.p50_ms - v.p50_ms:+.1f} | {ttft} | {v.throughput_rps:.2f} | {c.throughput_rps:.2f} "
-                     f"| {c.throughput_rps / v.throughput_rps:.3f}x | {interval} |")
+                     f"| {c.throughput_rps / v.throughput_rps:.3f}x | {ratio_text} | {p50_text} "
+                     f"| {verdict(ratio, TARGET_RATIO, at_least=True)} | {verdict(p50, TARGET_P50_MS, at_least=False)} |")
+        verdicts.append((verdict(ratio, TARGET_RATIO, at_least=True), verdict(p50, TARGET_P50_MS, at_least=False)))
+    both = Counter("met" if pair == ("met", "met") else "missed" if "missed" in pair else "unresolved" if "-" not in pair
+                   else "-" for pair in verdicts)
+    lines.append(f"\nBoth targets, by the paired intervals: met in {both['met']}, missed in {both['missed']}, "
+                 f"unresolved in {both['unresolved']} of {len(verdicts)} cells.")
     return "\n".join(lines)
 
 
@@ -213,8 +232,11 @@ def main() -> int:
     print("\n" + cpu_markdown(cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     intervals = {arm: [block_ratio_interval(v, c) for v, c in zip(vllm, arm_cells)] for arm, arm_cells in others.items()}
+    p50_differences = {arm: [block_p50_difference_interval(v, c) for v, c in zip(vllm, arm_cells)]
+                       for arm, arm_cells in others.items()}
     args.out.write_text(json.dumps({"cells": {arm: [asdict(c) for c in arm_cells] for arm, arm_cells in cells.items()},
-                                    "ratio_to_vllm_by_blocks": intervals, "variant": variant,
+                                    "ratio_to_vllm_by_blocks": intervals,
+                                    "p50_minus_vllm_ms_by_blocks": p50_differences, "variant": variant,
                                     "rounds": {arm: [[asdict(c) for c in run] for run in r] for arm, r in runs.items()},
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
                                    indent=2) + "\n")
