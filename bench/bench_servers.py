@@ -28,11 +28,21 @@ EXPERT = "smollm2-135m-instruct"
 BOOT_TIMEOUT_S = 600
 
 
+def move_threads(pid: int, cores: set[int]) -> None:
+    """Every thread of one process onto `cores` (threads it starts later inherit their creator's);
+    its child processes keep theirs. With vLLM's API server: its frontend off the engine's core, where
+    `coe serve` keeps its own processes (`server.keep_off_engine_cores`), while the engine's processes,
+    already started, keep every core, as under CoE."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cores)
+
+
 class VLLMServer:
     """vLLM's OpenAI server in its own process group, stopped by that group (never by name)."""
 
-    def __init__(self, checkpoint: Path, served_name: str, options, port: int, log: Path) -> None:
-        self.port, self.log = port, log
+    def __init__(self, checkpoint: Path, served_name: str, options, port: int, log: Path,
+                 frontend_cores: set[int] | None = None) -> None:
+        self.port, self.log, self.frontend_cores = port, log, frontend_cores
         self.cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(checkpoint),
             "--served-model-name", served_name, "--host", "127.0.0.1", "--port", str(port),
@@ -57,6 +67,8 @@ class VLLMServer:
                 raise RuntimeError(f"vLLM's server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=5).status_code == 200:
+                    if self.frontend_cores:
+                        move_threads(self.proc.pid, self.frontend_cores)
                     return self
             except httpx.HTTPError:
                 pass

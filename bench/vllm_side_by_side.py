@@ -46,6 +46,7 @@ from typing import Any
 from bench_servers import (EXPERT, VLLMServer, add_client_priority_argument, prioritize_client, replica_config,
                            same_engine_setup, settings_variant)
 from coe import paths
+from coe.experts.engine_cores import parse_cpu_list
 from coe.serve.subprocess_server import CoEServer, free_port
 from paused_servers import PausableServer
 from process_cpu import ROLES
@@ -105,7 +106,8 @@ def cpu_markdown(cells: dict[str, list[Cell]]) -> str:
     return "CPU ms per request, by role:\n" + "\n".join(lines)
 
 
-ARM_TITLES = {"coe+replica": "through the expert replica (server.direct_engines: false)"}
+ARM_TITLES = {"coe+replica": "through the expert replica (server.direct_engines: false)",
+              "vllm+frontend": "vLLM's server with its API server off the engine's core"}
 
 
 def arm_factories(args: argparse.Namespace, options: Any, checkpoint: Path, logs: Path, extra_env: dict[str, str],
@@ -115,6 +117,10 @@ def arm_factories(args: argparse.Namespace, options: Any, checkpoint: Path, logs
     factories: dict[str, Callable[[str], Any]] = {}
     if "vllm" in args.arms:
         factories["vllm"] = lambda tag: VLLMServer(checkpoint, EXPERT, options, free_port(), logs / f"vllm{tag}.log")
+    if args.vllm_frontend_arm:
+        cores = os.sched_getaffinity(0) - parse_cpu_list(options.cpu_bind)
+        factories["vllm+frontend"] = lambda tag: VLLMServer(checkpoint, EXPERT, options, free_port(),
+                                                            logs / f"vllm-frontend{tag}.log", frontend_cores=cores)
     if "coe" in args.arms:
         factories["coe"] = lambda tag: CoEServer(logs / "coe.yaml", free_port(), logs / f"coe{tag}.log")
     if args.coe_env or args.coe_engine or args.coe_server:
@@ -188,6 +194,10 @@ def main() -> int:
                              "with --coe-env or --coe-engine, one arm with all of them")
     parser.add_argument("--rounds", type=int, choices=(1, 2), default=1,
                         help="with --blocks 0: 2 runs vLLM, CoE, CoE, vLLM, each arm's cells averaged over its two runs")
+    parser.add_argument("--vllm-frontend-arm", action="store_true",
+                        help="also run vLLM's server with its API server's threads moved off the engine's core once "
+                             "it is up (the engine's processes keep every core), as `coe serve` keeps its own "
+                             "processes there: the stronger baseline; CoE is compared with both")
     parser.add_argument("--replica-arm", action="store_true",
                         help="also run CoE with server.direct_engines: false (every request through the expert replica)")
     add_client_priority_argument(parser)
@@ -198,7 +208,8 @@ def main() -> int:
     extra_env = key_values(parser, args.coe_env)
     engine_overrides = key_values(parser, args.coe_engine, "--coe-engine")
     server_overrides = key_values(parser, args.coe_server, "--coe-server")
-    arms = len(args.arms) + bool(args.coe_env or args.coe_engine or args.coe_server) + args.replica_arm
+    arms = (len(args.arms) + bool(args.coe_env or args.coe_engine or args.coe_server) + args.replica_arm
+            + args.vllm_frontend_arm)
     if args.blocks is None:
         args.blocks = 2 * arms
     if args.blocks and (args.blocks < 2 or args.blocks % arms):
@@ -229,6 +240,11 @@ def main() -> int:
         if vllm and arm_cells:
             title = "" if arm == "coe" else f"\n{ARM_TITLES.get(arm, f'with {variant}')}:\n"
             print(title + markdown(vllm, arm_cells))
+    stronger = cells.get("vllm+frontend", [])
+    coe_arms = {arm: c for arm, c in others.items() if arm.startswith("coe")}
+    for arm, arm_cells in coe_arms.items():
+        if stronger and arm_cells:
+            print(f"\n{arm} against {ARM_TITLES['vllm+frontend']} (the 'vLLM' columns):\n" + markdown(stronger, arm_cells))
     print("\n" + cpu_markdown(cells))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     intervals = {arm: [block_ratio_interval(v, c) for v, c in zip(vllm, arm_cells)] for arm, arm_cells in others.items()}
@@ -237,6 +253,11 @@ def main() -> int:
     args.out.write_text(json.dumps({"cells": {arm: [asdict(c) for c in arm_cells] for arm, arm_cells in cells.items()},
                                     "ratio_to_vllm_by_blocks": intervals,
                                     "p50_minus_vllm_ms_by_blocks": p50_differences, "variant": variant,
+                                    "against_vllm_frontend_off_engine_core": {
+                                        arm: {"ratio": [block_ratio_interval(v, c) for v, c in zip(stronger, arm_cells)],
+                                              "p50_minus_ms": [block_p50_difference_interval(v, c)
+                                                               for v, c in zip(stronger, arm_cells)]}
+                                        for arm, arm_cells in coe_arms.items()} if stronger else {},
                                     "rounds": {arm: [[asdict(c) for c in run] for run in r] for arm, r in runs.items()},
                                     "settings": {**vars(args), "out": str(args.out), "engine": options.model_dump()}},
                                    indent=2) + "\n")

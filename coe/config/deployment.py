@@ -56,6 +56,12 @@ class ServerConfig(StrictModel):
         "2-core machine each line costs CPU in the ingress and in Ray's log forwarding that the engine would "
         "otherwise get.",
     )
+    keep_off_engine_cores: bool = Field(
+        True, description="`coe serve` runs its own processes (Ray's daemons, Serve's actors, the ingress) on the "
+        "cores no local engine is pinned to (engine.cpu_bind), so that none of them takes an engine's core; the "
+        "engines' processes still start with every core, as under `vllm serve` (coe/experts/engine_cores.py). No "
+        "change where every core is an engine's or none is pinned.",
+    )
     direct_engines: bool = Field(
         True, description="An ingress replica runs its own vLLM frontend on each dedicated engine of its node (one "
         "replica, no autoscaling), one process hop less than through the expert replica; the replica keeps owning "

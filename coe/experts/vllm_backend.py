@@ -19,6 +19,7 @@ from typing import Any
 from coe.config import EngineOptions, PromptFormat
 from coe.errors import ContextLengthExceeded, ExpertUnavailable
 from coe.experts.base import ExpertBackend
+from coe.experts.engine_cores import started_on_engine_cpus
 from coe.experts.lora import LoRASet
 from coe.experts.priority import started_at_nice
 from coe.experts.prompts import render_prompt, stop_strings
@@ -95,7 +96,8 @@ class VLLMBackend(ExpertBackend):
             self._tokenizer = self._engine.get_tokenizer()
             return
         os.environ.update(engine_env(self.options))
-        with started_at_nice(self.options.nice, f"expert '{self.served_name}'"):  # Ray's workers run at nice 15
+        # Ray's workers run at nice 15, and under `coe serve` off the engines' cores: the engine gets neither
+        with started_at_nice(self.options.nice, f"expert '{self.served_name}'"), started_on_engine_cpus():
             if self.spare_frontends:
                 try:
                     self._shared = launch(args, self.spare_frontends)

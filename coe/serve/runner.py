@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from coe.config import CoEConfig
+from coe.experts.engine_cores import keep_off_engine_cores
 from coe.serve.app_builder import build_application, required_cpus
 from coe.serve.direct_ingress import direct_ingress_env, free_local_port, uses_direct_ingress
 from coe.serve.serve_config import APP_ENV, logging_config
@@ -57,9 +58,18 @@ def quiet_ray_env() -> None:
         os.environ.setdefault(name, value)
 
 
+def engine_binds(config: CoEConfig) -> list[str | None]:
+    """The `cpu_bind` of every engine this config starts: local experts' and swap-pool slots'."""
+    binds = [expert.engine.cpu_bind for expert in config.experts if expert.weights is not None]
+    binds += [bind for pool in config.pools for bind in pool.cpu_binds or []]
+    return binds
+
+
 def start_local_ray(config: CoEConfig) -> None:
     import ray
 
+    if config.server.keep_off_engine_cores:  # before Ray starts: its processes inherit the cores
+        log.info("%s", keep_off_engine_cores(engine_binds(config)))
     cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(config)))
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
 

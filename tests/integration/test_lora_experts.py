@@ -133,6 +133,31 @@ def test_the_endpoint_serves_each_adapter_as_an_expert(reference, lora_server) -
     assert lines_naming(lora_server, request_id, wait_s=10) == []
     assert lines_naming(lora_server, "POST /v1/chat/completions", wait_s=0) == []
 
+    # `server.keep_off_engine_cores` (default): the engine is pinned to core 0, so Ray's processes and the
+    # replicas run on the other cores, while the engine's processes start with every core.
+    cores = os.sched_getaffinity(0)
+    if len(cores) >= 2 and 0 in cores:
+        tree = cores_by_process(lora_server.proc.pid)
+        ray_side = {title: got for title, got in tree if title.startswith("ray::") or "raylet" in title
+                    or "gcs_server" in title}
+        assert any(title.startswith("ray::ServeReplica:coe:ingress") for title in ray_side)
+        assert any("raylet" in title for title in ray_side)
+        assert {title: got for title, got in ray_side.items() if got != cores - {0}} == {}
+        assert [got for title, got in tree if title.startswith("VLLM::EngineCore")] == [cores]
+
+
+def cores_by_process(root: int) -> list[tuple[str, set[int]]]:
+    """(title, the cores its main thread may run on) of every process under `root`, itself included."""
+    import psutil
+
+    out = []
+    for proc in [psutil.Process(root), *psutil.Process(root).children(recursive=True)]:
+        try:
+            out.append((" ".join(proc.cmdline()).strip(), set(proc.cpu_affinity())))  # Ray pads its titles
+        except psutil.Error:  # ended between the listing and the read
+            continue
+    return out
+
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def lora_engine(specialists: dict[str, Path]):
