@@ -64,4 +64,4 @@ def run_serve(config_path: Path | None, host: str | None, port: int | None, redi
         else:
             console.print(message)
 
-    serve_forever(config, checkpoints, on_ready=announce)
+    serve_forever(config, checkpoints, announce=announce)

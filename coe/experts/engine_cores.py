@@ -75,17 +75,25 @@ def keep_off_engine_cores(binds: Iterable[str | None]) -> str:
 def started_on_engine_cpus() -> Iterator[None]:
     """Processes started inside this block get the cores `coe serve` started with (ENGINE_CPUS_ENV),
     not the ones its own processes were kept to; outside `coe serve`, or with nothing kept off, this
-    does nothing. The calling thread's cores are put back afterwards."""
+    does nothing. Afterwards the calling thread, and any thread of this process started meanwhile (an
+    engine client's output threads), go back to CoE's cores: only the engine's processes keep every core."""
     spec = os.environ.get(ENGINE_CPUS_ENV)
     if not spec:
         yield
         return
-    before = os.sched_getaffinity(0)
+    before, threads_before = os.sched_getaffinity(0), set(_own_threads())
     os.sched_setaffinity(0, parse_cpu_list(spec))
     try:
         yield
     finally:
         os.sched_setaffinity(0, before)
+        for tid in set(_own_threads()) - threads_before:
+            with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                os.sched_setaffinity(tid, before)
+
+
+def _own_threads() -> list[int]:
+    return [int(tid) for tid in os.listdir("/proc/self/task")]
 
 
 def _text(cores: set[int]) -> str:

@@ -65,20 +65,27 @@ def engine_binds(config: CoEConfig) -> list[str | None]:
     return binds
 
 
-def start_local_ray(config: CoEConfig) -> None:
+def start_local_ray(config: CoEConfig) -> str | None:
+    """Starts Ray in this process; returns where CoE's own processes run, for the console, when
+    `server.keep_off_engine_cores` decided it."""
     import ray
 
+    placement = None
     if config.server.keep_off_engine_cores:  # before Ray starts: its processes inherit the cores
-        log.info("%s", keep_off_engine_cores(engine_binds(config)))
+        placement = keep_off_engine_cores(engine_binds(config))
     cpus = max(os.cpu_count() or 1, math.ceil(required_cpus(config)))
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    return placement
 
 
 def serve_forever(
     config: CoEConfig,
     checkpoints: dict[str, Path],
-    on_ready: Callable[[str], None] = print,
+    announce: Callable[[str], None] = print,
 ) -> None:
+    """Serves `config` until SIGINT or SIGTERM. `announce` is the console: where CoE's own processes
+    run (when it kept them off the engines' cores), the URL once the application is ready, and the
+    shutdown."""
     quiet_ray_env()
     import ray
     from ray import serve
@@ -92,16 +99,18 @@ def serve_forever(
     if uses_direct_ingress(config):  # the ingress replica takes `port`; Serve's proxy another one
         os.environ.update(direct_ingress_env(port))
         proxy_port = free_local_port(host)
-    start_local_ray(config)
+    placement = start_local_ray(config)
+    if placement:
+        announce(placement)
     try:
         serve.start(http_options={"host": host, "port": proxy_port})
         app = build_application(config, checkpoints)
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False, logging_config=logging_config(config))
-        on_ready(f"http://{host}:{port}")
+        announce(f"http://{host}:{port}")
         while not stop.is_set():
             time.sleep(0.5)
     finally:
-        on_ready("shutting down")
+        announce("shutting down")
         try:
             serve.shutdown()
         finally:

@@ -144,18 +144,21 @@ def test_the_endpoint_serves_each_adapter_as_an_expert(reference, lora_server) -
         assert any("raylet" in title for title in ray_side)
         assert {title: got for title, got in ray_side.items() if got != cores - {0}} == {}
         assert [got for title, got in tree if title.startswith("VLLM::EngineCore")] == [cores]
+        assert lines_naming(lora_server, "off the engines' cores 0", wait_s=0)  # and `coe serve` says so
 
 
 def cores_by_process(root: int) -> list[tuple[str, set[int]]]:
-    """(title, the cores its main thread may run on) of every process under `root`, itself included."""
+    """(title, every core any of its threads may run on) of every process under `root`, itself included."""
     import psutil
 
     out = []
     for proc in [psutil.Process(root), *psutil.Process(root).children(recursive=True)]:
         try:
-            out.append((" ".join(proc.cmdline()).strip(), set(proc.cpu_affinity())))  # Ray pads its titles
-        except psutil.Error:  # ended between the listing and the read
+            title = " ".join(proc.cmdline()).strip()  # Ray pads its titles
+            cores = set().union(*(os.sched_getaffinity(thread.id) for thread in proc.threads()))
+        except (psutil.Error, OSError):  # ended between the listing and the read
             continue
+        out.append((title, cores))
     return out
 
 

@@ -80,16 +80,23 @@ def test_the_caller_and_what_it_starts_keep_off_the_engines_core(monkeypatch) ->
 
 @needs_two_cores
 def test_an_engine_starts_with_every_core_coe_serve_had(monkeypatch) -> None:
-    def kept_off_then_launch() -> tuple[str, set[int]]:
+    def kept_off_then_launch() -> tuple[str, set[int], set[int]]:
         keep_off_engine_cores([str(CORES[0])])
+        started = threading.Event()
+        waiter = threading.Thread(target=started.wait)  # as an engine client's output thread
         with started_on_engine_cpus():
             engine = subprocess.run([sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
                                     capture_output=True, text=True, check=True).stdout.strip()
-        return engine, os.sched_getaffinity(0)
+            waiter.start()
+        try:
+            return engine, os.sched_getaffinity(0), os.sched_getaffinity(waiter.native_id)
+        finally:
+            started.set()
+            waiter.join()
 
-    engine, after = in_own_thread(kept_off_then_launch)
+    engine, after, thread_started_meanwhile = in_own_thread(kept_off_then_launch)
     assert engine == str(CORES)
-    assert after == set(CORES[1:])  # the launching thread is back on CoE's cores
+    assert after == thread_started_meanwhile == set(CORES[1:])  # back on CoE's cores
 
 
 def test_nothing_changes_when_every_core_is_an_engines_or_none_is_pinned() -> None:
