@@ -59,7 +59,7 @@ class ServerConfig(StrictModel):
     keep_off_engine_cores: bool = Field(
         True, description="`coe serve` runs its own processes (Ray's daemons, Serve's actors, the ingress) on the "
         "cores no local engine is pinned to (engine.cpu_bind), so that none of them takes an engine's core; the "
-        "engines' processes still start with every core, as under `vllm serve` (coe/experts/engine_cores.py). No "
+        "engines' processes still start with the cores `coe serve` started with, as under `vllm serve` (coe/experts/engine_cores.py). No "
         "change where every core is an engine's or none is pinned.",
     )
     direct_engines: bool = Field(

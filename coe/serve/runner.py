@@ -59,9 +59,12 @@ def quiet_ray_env() -> None:
 
 
 def engine_binds(config: CoEConfig) -> list[str | None]:
-    """The `cpu_bind` of every engine this config starts: local experts' and swap-pool slots'."""
-    binds = [expert.engine.cpu_bind for expert in config.experts if expert.weights is not None]
-    binds += [bind for pool in config.pools for bind in pool.cpu_binds or []]
+    """The `cpu_bind` of every engine this config starts: each local expert outside a pool, and each
+    swap-pool slot (its `cpu_binds` entry, else the pool's first expert's bind). Pooled experts have no
+    engine of their own, so their binds pin nothing."""
+    binds = [e.engine.cpu_bind for e in config.experts if e.weights is not None and config.pool_of(e.id) is None]
+    for pool in config.pools:
+        binds += pool.cpu_binds or [config.expert(pool.experts[0]).engine.cpu_bind] * pool.slots
     return binds
 
 
