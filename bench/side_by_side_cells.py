@@ -192,9 +192,8 @@ def block_ratio_interval(vllm: Cell, coe: Cell) -> tuple[float, float, float] | 
     pairs = list(zip(coe.block_rps, vllm.block_rps))
     if len(pairs) < 2:
         return None
-    logs = [math.log(c / v) for c, v in pairs]
-    mean, half = statistics.mean(logs), T95.get(len(logs) - 1, 1.96) * statistics.stdev(logs) / math.sqrt(len(logs))
-    return math.exp(mean), math.exp(mean - half), math.exp(mean + half)
+    mean, low, high = t_interval([math.log(c / v) for c, v in pairs])
+    return math.exp(mean), math.exp(low), math.exp(high)
 
 
 def block_p50_difference_interval(vllm: Cell, coe: Cell) -> tuple[float, float, float] | None:
@@ -205,9 +204,13 @@ def block_p50_difference_interval(vllm: Cell, coe: Cell) -> tuple[float, float, 
     pairs = list(zip(coe.block_p50_ms, vllm.block_p50_ms))
     if len(pairs) < 2:
         return None
-    differences = [c - v for c, v in pairs]
-    mean = statistics.mean(differences)
-    half = T95.get(len(differences) - 1, 1.96) * statistics.stdev(differences) / math.sqrt(len(differences))
+    return t_interval([c - v for c, v in pairs])
+
+
+def t_interval(values: list[float]) -> tuple[float, float, float]:
+    """The mean of two or more values and its two-sided 95% Student's t interval."""
+    mean = statistics.mean(values)
+    half = T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
     return mean, mean - half, mean + half
 
 

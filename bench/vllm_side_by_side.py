@@ -75,6 +75,7 @@ def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
     verdicts: list[tuple[str, str]] = []
     for v, c in zip(vllm, coe):
         ratio, p50 = block_ratio_interval(v, c), block_p50_difference_interval(v, c)
+        verdicts.append((verdict(ratio, TARGET_RATIO, at_least=True), verdict(p50, TARGET_P50_MS, at_least=False)))
         ratio_text = f"{ratio[0]:.3f}x [{ratio[1]:.3f}, {ratio[2]:.3f}]" if ratio else "-"
         p50_text = f"{p50[0]:+.1f} [{p50[1]:+.1f}, {p50[2]:+.1f}]" if p50 else "-"
         ttft = (f"{v.ttft_p50_ms:.1f} | {c.ttft_p50_ms:.1f}" if v.ttft_p50_ms is not None and c.ttft_p50_ms is not None
@@ -82,8 +83,7 @@ def markdown(vllm: list[Cell], coe: list[Cell]) -> str:
         lines.append(f"| {v.max_tokens} | {v.clients} | {'yes' if v.stream else 'no'} | {v.p50_ms:.1f} | {c.p50_ms:.1f} "
                      f"| {c.p50_ms - v.p50_ms:+.1f} | {ttft} | {v.throughput_rps:.2f} | {c.throughput_rps:.2f} "
                      f"| {c.throughput_rps / v.throughput_rps:.3f}x | {ratio_text} | {p50_text} "
-                     f"| {verdict(ratio, TARGET_RATIO, at_least=True)} | {verdict(p50, TARGET_P50_MS, at_least=False)} |")
-        verdicts.append((verdict(ratio, TARGET_RATIO, at_least=True), verdict(p50, TARGET_P50_MS, at_least=False)))
+                     f"| {verdicts[-1][0]} | {verdicts[-1][1]} |")
     both = Counter("met" if pair == ("met", "met") else "missed" if "missed" in pair else "unresolved" if "-" not in pair
                    else "-" for pair in verdicts)
     lines.append(f"\nBoth targets, by the paired intervals: met in {both['met']}, missed in {both['missed']}, "

@@ -53,7 +53,7 @@ def run_serve(config_path: Path | None, host: str | None, port: int | None, redi
                 checkpoints[expert.id] = resolve_local(expert, config.model_cache_dir)
             kind = f"LoRA adapter on {expert.adapter.base}" if expert.adapter is not None else "checkpoint"
             console.print(f"[green]ready[/] {expert.id} ({kind}): {checkpoints[expert.id]}")
-    local = sum(1 for e in config.experts if e.has_engine and config.pool_of(e.id) is None) + sum(p.slots for p in config.pools)
+    local = len(config.dedicated_engine_experts()) + sum(p.slots for p in config.pools)
     console.print(f"starting Ray Serve with {local} local engine(s); on a 2-core CPU this takes 1-2 minutes")
 
     from coe.serve.runner import serve_forever

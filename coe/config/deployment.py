@@ -59,8 +59,8 @@ class ServerConfig(StrictModel):
     keep_off_engine_cores: bool = Field(
         True, description="`coe serve` runs its own processes (Ray's daemons, Serve's actors, the ingress) on the "
         "cores no local engine is pinned to (engine.cpu_bind), so that none of them takes an engine's core; the "
-        "engines' processes still start with the cores `coe serve` started with, as under `vllm serve` (coe/experts/engine_cores.py). No "
-        "change where every core is an engine's or none is pinned.",
+        "engines' processes still start with the cores `coe serve` started with, as under `vllm serve` "
+        "(coe/experts/engine_cores.py). No change where every core is an engine's or none is pinned.",
     )
     direct_engines: bool = Field(
         True, description="An ingress replica runs its own vLLM frontend on each dedicated engine of its node (one "
@@ -211,6 +211,11 @@ class CoEConfig(StrictModel):
 
     def pool_of(self, expert_id: str) -> "SwapPoolConfig | None":
         return next((p for p in self.pools if expert_id in p.experts), None)
+
+    def dedicated_engine_experts(self) -> list[ExpertConfig]:
+        """Experts with an engine of their own: local weights, outside every swap pool (a pooled expert
+        runs in its pool's slots)."""
+        return [e for e in self.experts if e.has_engine and self.pool_of(e.id) is None]
 
     def adapters_of(self, base_id: str) -> list[ExpertConfig]:
         """The adapter experts served on `base_id`'s engine, in config order."""

@@ -95,6 +95,6 @@ def app_from_args(args: dict):  # -> serve.Application
 def required_cpus(config: CoEConfig) -> float:
     """Ray CPUs the app reserves: the ingress replicas, each dedicated expert, each pool's slots."""
     ingress = INGRESS_CPUS * config.cluster.ingress_replicas
-    dedicated = sum(e.engine.num_cpus for e in config.experts if e.has_engine and config.pool_of(e.id) is None)
+    dedicated = sum(e.engine.num_cpus for e in config.dedicated_engine_experts())
     slots = sum(pool.slots * config.expert(pool.experts[0]).engine.num_cpus for pool in config.pools)
     return ingress + dedicated + slots

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from coe.config import CoEConfig, SwapPoolConfig
+from coe.config import CoEConfig, EngineOptions, SwapPoolConfig
 from coe.models.cache import default_cache_dir
 
 
@@ -21,14 +21,19 @@ def image_root(config: CoEConfig) -> Path:
     return Path(config.model_cache_dir or default_cache_dir()) / "slot-images"
 
 
+def slot_engine(config: CoEConfig, pool: SwapPoolConfig, index: int) -> EngineOptions:
+    """The engine options of a pool's slot: its first expert's, on the slot's own `cpu_binds` entry."""
+    engine = config.expert(pool.experts[0]).engine
+    if pool.cpu_binds is not None:
+        engine = engine.model_copy(update={"cpu_bind": pool.cpu_binds[index]})
+    return engine
+
+
 def slot_options(config: CoEConfig, pool: SwapPoolConfig, index: int) -> dict[str, Any]:
     from coe.experts.vllm_backend import engine_env
     from coe.serve.serve_config import APP_ENV
 
-    base = config.expert(pool.experts[0])
-    engine = base.engine
-    if pool.cpu_binds is not None:
-        engine = engine.model_copy(update={"cpu_bind": pool.cpu_binds[index]})
+    engine = slot_engine(config, pool, index)
     return {
         "name": slot_name(pool, index),
         "num_replicas": 1,  # a slot is one engine; more capacity is more slots

@@ -19,6 +19,7 @@ from coe.config import CoEConfig
 from coe.experts.engine_cores import keep_off_engine_cores
 from coe.serve.app_builder import build_application, required_cpus
 from coe.serve.direct_ingress import direct_ingress_env, free_local_port, uses_direct_ingress
+from coe.serve.pool_builder import slot_engine
 from coe.serve.serve_config import APP_ENV, logging_config
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,10 @@ def quiet_ray_env() -> None:
 
 
 def engine_binds(config: CoEConfig) -> list[str | None]:
-    """The `cpu_bind` of every engine this config starts: each local expert outside a pool, and each
-    swap-pool slot (its `cpu_binds` entry, else the pool's first expert's bind). Pooled experts have no
-    engine of their own, so their binds pin nothing."""
-    binds = [e.engine.cpu_bind for e in config.experts if e.weights is not None and config.pool_of(e.id) is None]
-    for pool in config.pools:
-        binds += pool.cpu_binds or [config.expert(pool.experts[0]).engine.cpu_bind] * pool.slots
-    return binds
+    """The `cpu_bind` of every engine this config starts: each dedicated expert's and each swap-pool
+    slot's (pooled experts have no engine of their own)."""
+    return [e.engine.cpu_bind for e in config.dedicated_engine_experts()] + [
+        slot_engine(config, pool, index).cpu_bind for pool in config.pools for index in range(pool.slots)]
 
 
 def start_local_ray(config: CoEConfig) -> str | None:

@@ -99,7 +99,7 @@ def build_serve_config(config: CoEConfig, coe_yaml: dict[str, Any]) -> dict[str,
     from coe.serve.pool_builder import slot_options
 
     deployments = [ingress_options(config)]
-    deployments += [expert_options(e) for e in config.experts if e.has_engine and config.pool_of(e.id) is None]
+    deployments += [expert_options(e) for e in config.dedicated_engine_experts()]
     deployments += [slot_options(config, pool, i) for pool in config.pools for i in range(pool.slots)]
     return {
         "proxy_location": config.cluster.proxy_location,
